@@ -1,0 +1,24 @@
+# The two commands of the README:
+#   make demo   sets everything up and runs the main job
+#   make test   sets everything up and runs the checks and the tests
+.PHONY: setup demo test lint bench
+
+VENV := .venv/bin
+
+setup:
+	bash scripts/setup.sh
+
+demo: setup
+	$(VENV)/borderwatch plan ../shared/data/sites/algeciras-port.geojson --pattern risk --drones 2 \
+		-o out/algeciras/patrol.plan --map out/algeciras/map.html --kpi out/algeciras/kpi.json
+
+lint:
+	$(VENV)/ruff check .
+	$(VENV)/ruff format --check .
+	$(VENV)/lint-imports
+
+test: setup lint
+	$(VENV)/pytest -q
+
+bench: setup
+	$(VENV)/python -m bench

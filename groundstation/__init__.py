@@ -1,0 +1,1 @@
+"""The ground station: the borderwatch CLI, the fleet link, the desktop app and reports."""

@@ -1,0 +1,30 @@
+"""Errors that come from what the user gave us, as opposed to bugs.
+
+Anything raised as a :class:`UserError` is reported by the CLI as one line with exit
+status 2; its message must name the file and the feature it is about.
+"""
+
+from __future__ import annotations
+
+
+class UserError(Exception):
+    """Bad input: a broken file, an impossible request, a plan that cannot be made safe."""
+
+
+def where(source: str, feature: str | None = None) -> str:
+    """The 'file: feature' prefix every message about input starts with."""
+    return f"{source}: {feature}" if feature else source
+
+
+class InputError(UserError):
+    """A problem in one input file, optionally in one named feature of it."""
+
+    def __init__(self, source: str, message: str, feature: str | None = None) -> None:
+        self.source = source
+        self.feature = feature
+        self.detail = message
+        super().__init__(f"{where(source, feature)}: {message}")
+
+
+class PlanningError(UserError):
+    """The request is well formed but no safe plan satisfies it."""

@@ -1,0 +1,1 @@
+"""Video to alerts: sources, detectors, tracking, geolocation, alerts, evidence. (Issue 4.)"""

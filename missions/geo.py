@@ -40,7 +40,10 @@ class LocalFrame:
     def around(cls, geometry_deg: BaseGeometry) -> LocalFrame:
         """A frame centred on a lon/lat geometry's bounding box."""
         min_lon, min_lat, max_lon, max_lat = geometry_deg.bounds
-        return cls((min_lat + max_lat) / 2.0, (min_lon + max_lon) / 2.0)
+        # Out-of-range input is reported by validation; the frame itself must still exist.
+        lat = min(max((min_lat + max_lat) / 2.0, -89.0), 89.0)
+        lon = min(max((min_lon + max_lon) / 2.0, -180.0), 180.0)
+        return cls(lat, lon)
 
     def to_local(self, geometry_deg: BaseGeometry) -> BaseGeometry:
         """Project a lon/lat geometry into metres."""

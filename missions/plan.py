@@ -72,8 +72,9 @@ class MissionItem:
         return cls(Command.DO_CHANGE_SPEED, Frame.MISSION, (1.0, speed_m_s, -1.0, 0.0, 0.0, 0.0, 0.0))
 
     @classmethod
-    def jump(cls, to_seq: int, repeat: int) -> MissionItem:
-        return cls(Command.DO_JUMP, Frame.MISSION, (float(to_seq), float(repeat), 0.0, 0.0, 0.0, 0.0, 0.0))
+    def jump(cls, to_jump_id: int, repeat: int) -> MissionItem:
+        """Jump to an item by QGroundControl's doJumpId: its 1-based position in the mission."""
+        return cls(Command.DO_JUMP, Frame.MISSION, (float(to_jump_id), float(repeat), 0.0, 0.0, 0.0, 0.0, 0.0))
 
     @classmethod
     def return_to_launch(cls) -> MissionItem:

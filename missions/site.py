@@ -7,6 +7,7 @@ drift; their metric shapes are derived once per site in the site's :class:`Local
 from __future__ import annotations
 
 import enum
+import math
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -42,6 +43,18 @@ class Role(enum.Enum):
         if normalised in aliases:
             return aliases[normalised]
         raise ValueError(f"unknown role {text!r} (expected one of {', '.join(r.value for r in cls)})")
+
+
+_QUAD_SEGS = 4
+
+
+def grow(shape: BaseGeometry, margin_m: float) -> BaseGeometry:
+    """Buffer outwards by at least the margin everywhere.
+
+    A round buffer's arcs are polygons inscribed in the true offset; enlarging the radius
+    makes their edges tangent to it, so no point of the result is nearer than the margin.
+    """
+    return shape.buffer(margin_m / math.cos(math.pi / (4 * _QUAD_SEGS)), quad_segs=_QUAD_SEGS)
 
 
 @dataclass(frozen=True)
@@ -148,7 +161,7 @@ class Site:
         keep_in = self.keep_in_m.buffer(-margin_m, join_style="mitre") if margin_m else self.keep_in_m
         if self.keep_out_m.is_empty:
             return keep_in
-        return keep_in.difference(self.keep_out_m.buffer(margin_m, quad_segs=4) if margin_m else self.keep_out_m)
+        return keep_in.difference(grow(self.keep_out_m, margin_m) if margin_m else self.keep_out_m)
 
     @cached_property
     def area_m2(self) -> float:

@@ -30,12 +30,21 @@ class Role(enum.Enum):
     def parse(cls, text: str) -> Role:
         normalised = text.strip().lower().replace("_", "-").replace(" ", "-")
         aliases = {
-            "keep-in": cls.OPERATING_AREA, "inclusion": cls.OPERATING_AREA,
-            "operating": cls.OPERATING_AREA, "operatingarea": cls.OPERATING_AREA,
-            "keep-out": cls.NO_FLY, "exclusion": cls.NO_FLY, "nofly": cls.NO_FLY,
-            "no-fly-zone": cls.NO_FLY, "watch-zone": cls.WATCH, "home": cls.LAUNCH,
-            "rally": cls.LAUNCH, "launch-point": cls.LAUNCH, "shore": cls.COASTLINE,
-            "shoreline": cls.COASTLINE, "coast": cls.COASTLINE,
+            "keep-in": cls.OPERATING_AREA,
+            "inclusion": cls.OPERATING_AREA,
+            "operating": cls.OPERATING_AREA,
+            "operatingarea": cls.OPERATING_AREA,
+            "keep-out": cls.NO_FLY,
+            "exclusion": cls.NO_FLY,
+            "nofly": cls.NO_FLY,
+            "no-fly-zone": cls.NO_FLY,
+            "watch-zone": cls.WATCH,
+            "home": cls.LAUNCH,
+            "rally": cls.LAUNCH,
+            "launch-point": cls.LAUNCH,
+            "shore": cls.COASTLINE,
+            "shoreline": cls.COASTLINE,
+            "coast": cls.COASTLINE,
         }
         for role in cls:
             if role.value == normalised:
@@ -98,9 +107,7 @@ class Site:
 
     def __post_init__(self) -> None:
         if self.frame is None:
-            shapes = [z.shape_deg for z in self.zones] or [
-                shapely.Point(p.lon_deg, p.lat_deg) for p in self.route
-            ]
+            shapes = [z.shape_deg for z in self.zones] or [shapely.Point(p.lon_deg, p.lat_deg) for p in self.route]
             if not shapes:
                 shapes = [shapely.Point(0.0, 0.0)]
             object.__setattr__(self, "frame", LocalFrame.around(shapely.GeometryCollection(shapes)))

@@ -7,8 +7,6 @@ on itself); a figure-eight, where either lobe could be meant, is refused.
 
 from __future__ import annotations
 
-import statistics
-
 import shapely
 from shapely.geometry.base import BaseGeometry
 from shapely.validation import explain_validity
@@ -61,7 +59,9 @@ def _label(zone: Zone) -> str:
 def _check_lat_lon(source: str, label: str, lat: float, lon: float) -> None:
     if abs(lat) > 90 and abs(lon) <= 90:
         raise InputError(
-            source, f"latitude {lat:g} is out of range: the coordinates are probably swapped (GeoJSON is lon, lat)", label
+            source,
+            f"latitude {lat:g} is out of range: the coordinates are probably swapped (GeoJSON is lon, lat)",
+            label,
         )
     if abs(lat) > 90 or abs(lon) > 180:
         raise InputError(source, f"coordinate (lon {lon:g}, lat {lat:g}) is out of range", label)
@@ -164,7 +164,9 @@ def _check_launch_points(site: Site) -> None:
         if keep_in is not None and not keep_in.covers(p):
             distance = keep_in.exterior.distance(p)
             raise InputError(
-                site.source, f"launch point is outside the operating area ({distance:.0f} m from its edge)", _label(zone)
+                site.source,
+                f"launch point is outside the operating area ({distance:.0f} m from its edge)",
+                _label(zone),
             )
         for nofly in site.no_fly:
             if site.local(nofly).intersects(p):

@@ -125,7 +125,9 @@ def _ring(source: str, label: str, value: Any) -> list[tuple[float, float]]:
 
 def _shapes(source: str, label: str, geometry: Any) -> list[BaseGeometry]:
     if not isinstance(geometry, dict) or geometry.get("type") not in _GEOMETRY_TYPES:
-        raise InputError(source, f"unsupported geometry {geometry.get('type') if isinstance(geometry, dict) else geometry!r}", label)
+        raise InputError(
+            source, f"unsupported geometry {geometry.get('type') if isinstance(geometry, dict) else geometry!r}", label
+        )
     kind = geometry["type"]
     coords = geometry.get("coordinates")
     if coords is None or (isinstance(coords, list) and not coords):

@@ -267,7 +267,7 @@ def _site(source: str, title: str, parts: list[_Part], skipped: list[str]) -> Si
         zones=tuple(zones),
         max_altitude_m=min(ceilings) if ceilings else DEFAULT_MAX_ALTITUDE_M,
         route=route,
-        warnings=tuple(notes),
+        warnings=tuple(f"{source}: {note}" for note in notes),
     )
 
 

@@ -388,7 +388,7 @@ def site_from_plan(plan: MissionPlan, source: str) -> Site:
         source=source,
         zones=tuple(zones),
         route=route,
-        warnings=tuple(notes + route_notes),
+        warnings=tuple(f"{source}: {note}" for note in notes + route_notes),
     )
 
 

@@ -174,8 +174,14 @@ def plan_patrol(site: Site, request: PatrolRequest, progress: Callable[[float], 
         patrol = _cyclic(site, request, router, area, drone_launch, model)
     report(1.0)
     return Patrol(
-        patrol.site, patrol.request, patrol.sorties, patrol.area_m, patrol.lap, patrol.lap_time_s,
-        patrol.phase_offsets_m, (*warnings, *patrol.warnings),
+        patrol.site,
+        patrol.request,
+        patrol.sorties,
+        patrol.area_m,
+        patrol.lap,
+        patrol.lap_time_s,
+        patrol.phase_offsets_m,
+        (*warnings, *patrol.warnings),
     )
 
 
@@ -190,7 +196,12 @@ def _coverage(site, request, router, area, drone_launch, model, report) -> Patro
             "long; raise --spacing or --altitude",
         )
     cover = coverage_path(
-        area, router.free_space, spacing, drone_launch[0], drone_launch[0], router=router,
+        area,
+        router.free_space,
+        spacing,
+        drone_launch[0],
+        drone_launch[0],
+        router=router,
         progress=lambda f: report(0.8 * f),
     )
     works = [WorkPath(cover.path, launch, router, model) for launch in drone_launch]
@@ -251,7 +262,7 @@ def _cyclic(site, request, router, area, drone_launch, model) -> Patrol:
     for k in range(n):
         delay = start_s - in_s[k]
         fixed = in_s[k] + flight_time_s(outs[k], model) + model.takeoff_landing_s
-        laps = 1 if budget is None else int(math.floor((budget - fixed) / lap_s)) if lap_s > 0 else 1
+        laps = 1 if budget is None or lap_s <= 0 else math.floor((budget - fixed) / lap_s)
         if laps >= 1:
             path = dedupe([*ins[k], *entries[k][1:], *outs[k][1:]])
             i = len(dedupe(ins[k])) - 1
@@ -265,9 +276,9 @@ def _cyclic(site, request, router, area, drone_launch, model) -> Patrol:
         except PlanningError as exc:
             raise PlanningError(f"{site.source}: drone {k + 1}: {exc}; raise --endurance or lower --reserve") from None
         warnings.append(
-            f"drone {k + 1}: one lap ({lap_s / 60:.1f} min) does not fit one battery; it is flown in {len(legs)} sorties"
+            f"drone {k + 1}: one lap ({lap_s / 60:.1f} min) does not fit one battery; "
+            f"it is flown in {len(legs)} sorties"
         )
         for number, leg in enumerate(legs, start=1):
             sorties.append(_sortie(k + 1, number, work.flown(leg), model))
     return Patrol(site, request, tuple(sorties), area, lap, lap_s, offsets, tuple(warnings))
-

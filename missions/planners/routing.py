@@ -8,6 +8,7 @@ each query with Dijkstra after linking the two end points to the nodes they can 
 from __future__ import annotations
 
 import heapq
+import itertools
 import math
 from collections.abc import Iterable, Sequence
 
@@ -146,7 +147,7 @@ class Router:
         if not points:
             return []
         out: list[Point2] = [tuple(points[0])]
-        for p, q in zip(points, points[1:], strict=False):
+        for p, q in itertools.pairwise(points):
             out += self.path(p, q)[1:]
         return out
 

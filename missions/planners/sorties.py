@@ -7,6 +7,7 @@ sorties into a battery costs a few hundred routed queries, not one per trial.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -158,4 +159,4 @@ def balance(works: Sequence[WorkPath], budget_s: float | None = None) -> list[Le
             hi_s, best_cuts = mid, found
         if hi_s - lo_s < 0.002 * hi_s:
             break
-    return [Leg(a, b) for a, b in zip(best_cuts, best_cuts[1:], strict=False)]
+    return [Leg(a, b) for a, b in itertools.pairwise(best_cuts)]

@@ -13,8 +13,8 @@ from missions.errors import InputError, PlanningError
 from missions.formats import load_site
 from missions.planners.cycles import weighted_sequence
 from missions.planners.kpi import compute_kpis
-from missions.planners.patrol import Along, Pattern, PatrolRequest, plan_patrol
 from missions.planners.paths import cumulative, rotate_closed
+from missions.planners.patrol import Along, PatrolRequest, Pattern, plan_patrol
 from missions.site import RoutePoint
 
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
@@ -194,5 +194,5 @@ def test_site_without_a_launch_point_is_refused(tmp_path):
     doc["features"] = [f for f in doc["features"] if f["properties"]["role"] != "launch"]
     path = tmp_path / "nolaunch.geojson"
     path.write_text(json.dumps(doc))
-    with pytest.raises(InputError, match="nolaunch.geojson: the site has no launch point"):
+    with pytest.raises(InputError, match=r"nolaunch\.geojson: the site has no launch point"):
         plan_patrol(load_site(path), PatrolRequest(pattern=Pattern.RISK))

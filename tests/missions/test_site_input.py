@@ -73,7 +73,11 @@ def test_plain_geojson_without_roles_gets_clear_defaults(tmp_path):
     doc = {
         "type": "FeatureCollection",
         "features": [
-            {"type": "Feature", "properties": {"name": "zone A"}, "geometry": {"type": "Polygon", "coordinates": [small]}},
+            {
+                "type": "Feature",
+                "properties": {"name": "zone A"},
+                "geometry": {"type": "Polygon", "coordinates": [small]},
+            },
             {"type": "Feature", "properties": {"name": "port"}, "geometry": {"type": "Polygon", "coordinates": [big]}},
             {"type": "Feature", "properties": {}, "geometry": {"type": "Point", "coordinates": [-5.43, 36.115]}},
         ],
@@ -122,7 +126,9 @@ BAD_SITES = [
         id="bowtie",
     ),
     pytest.param(
-        _site(_feature("no-fly", {"type": "Polygon", "coordinates": [[[-5.43, 36.12], [-5.43, 36.12], [-5.43, 36.12]]]})),
+        _site(
+            _feature("no-fly", {"type": "Polygon", "coordinates": [[[-5.43, 36.12], [-5.43, 36.12], [-5.43, 36.12]]]})
+        ),
         "degenerate polygon",
         id="degenerate-ring",
     ),
@@ -130,7 +136,10 @@ BAD_SITES = [
         _site(
             _feature(
                 "no-fly",
-                {"type": "Polygon", "coordinates": [[[-5.43, 36.12], [-5.429, 36.12], [-5.428, 36.12], [-5.43, 36.12]]]},
+                {
+                    "type": "Polygon",
+                    "coordinates": [[[-5.43, 36.12], [-5.429, 36.12], [-5.428, 36.12], [-5.43, 36.12]]],
+                },
                 name="Flat",
             )
         ),
@@ -208,8 +217,16 @@ def test_bad_site_is_refused_naming_file_and_feature(tmp_path, content, message)
 
 def test_an_unambiguous_self_intersection_is_repaired_with_a_warning(tmp_path):
     # A spike that folds back along an edge: the polygon is clearly the square.
-    spiky = [[-5.44, 36.13], [-5.42, 36.13], [-5.42, 36.11], [-5.43, 36.11], [-5.43, 36.105], [-5.43, 36.11],
-             [-5.44, 36.11], [-5.44, 36.13]]
+    spiky = [
+        [-5.44, 36.13],
+        [-5.42, 36.13],
+        [-5.42, 36.11],
+        [-5.43, 36.11],
+        [-5.43, 36.105],
+        [-5.43, 36.11],
+        [-5.44, 36.11],
+        [-5.44, 36.13],
+    ]
     path = tmp_path / "spike.geojson"
     path.write_text(json.dumps(_site(keep_in=spiky)))
     site = load_site(path)
@@ -231,7 +248,7 @@ def test_unknown_extension_and_missing_file(tmp_path):
         load_site(tmp_path / "nope.geojson")
     odd = tmp_path / "site.shp"
     odd.write_text("x")
-    with pytest.raises(InputError, match="unknown site format '.shp'"):
+    with pytest.raises(InputError, match=r"unknown site format '\.shp'"):
         load_site(odd)
 
 

@@ -1,7 +1,7 @@
 """Run every benchmark, or those whose module name contains the given words.
 
-    python -m bench              # all of them
-    python -m bench coverage     # bench_coverage only
+python -m bench              # all of them
+python -m bench coverage     # bench_coverage only
 """
 
 from __future__ import annotations

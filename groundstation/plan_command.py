@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from groundstation.progress import Progress
 from missions.errors import InputError
 from missions.formats import load_site, read_site
 from missions.formats.geojson import write_geojson
@@ -15,9 +16,7 @@ from missions.formats.qgc_plan import write_plan
 from missions.planners.camera import Camera
 from missions.planners.kpi import compute_kpis, format_kpis
 from missions.planners.output import PlannedSortie, sortie_plans
-from missions.planners.patrol import Along, Pattern, PatrolRequest, plan_patrol
-
-from groundstation.progress import Progress
+from missions.planners.patrol import Along, PatrolRequest, Pattern, plan_patrol
 
 _CAMERA = Camera()
 

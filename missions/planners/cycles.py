@@ -86,7 +86,9 @@ def coast_lap(site: Site, router: Router, offset_m: float) -> Lap:
     side = water_side(site, coast, max(4 * offset_m, 500.0))
     line = coast.offset_curve(side * offset_m, join_style="round")
     lines = [g for g in getattr(line, "geoms", [line]) if g.length > 0]
-    inside = reduce(lambda acc, g: [*acc, *getattr(g, "geoms", [g])], [g.intersection(router.free_space) for g in lines], [])
+    inside = reduce(
+        lambda acc, g: [*acc, *getattr(g, "geoms", [g])], [g.intersection(router.free_space) for g in lines], []
+    )
     pieces = [g for g in inside if g.geom_type == "LineString" and g.length > 0]
     if not pieces:
         raise PlanningError(

@@ -7,6 +7,7 @@ rotated into a "work" frame where the lanes run along +x, so one cut line is one
 
 from __future__ import annotations
 
+import enum
 import math
 from collections.abc import Sequence
 
@@ -25,6 +26,14 @@ _EVENT_TOLERANCE_M = 1e-3
 # Lanes keep this far off the extreme of the lane region, so a lane never runs exactly
 # along a boundary edge, where intersections come out as fragments.
 _EDGE_NUDGE_M = 1e-4
+
+
+class CellMerge(enum.Enum):
+    """How slab pieces are chained into cells (every choice keeps cells lane-monotone)."""
+
+    CHAINS = "chains"  # any chain through consecutive slabs: fewest cells
+    ONE_TO_ONE = "one-to-one"  # classic boustrophedon: cut at every split and merge
+    CUT_AT_REFLEX = "cut-at-reflex"  # also cut at reflex corners, so an L gives two arms
 
 
 def polygons(geometry: BaseGeometry) -> list[shapely.Polygon]:
@@ -88,14 +97,15 @@ def unique_bearings(bearings: Sequence[float], tolerance_deg: float = 1.0) -> li
     return out
 
 
-def boustrophedon_cells(region: BaseGeometry, bearing_deg: float, merge_splits: bool = True) -> list[shapely.Polygon]:
+def boustrophedon_cells(
+    region: BaseGeometry, bearing_deg: float, merge: CellMerge = CellMerge.CHAINS
+) -> list[shapely.Polygon]:
     """Cells of the region that every lane at this bearing crosses in one interval.
 
     The region is cut into slabs at every vertex across the sweep; each slab piece is a
-    trapezoid. Pieces of consecutive slabs that share an edge are chained: with
-    ``merge_splits`` False only one-to-one neighbours are (classic boustrophedon cells),
-    otherwise any chain through consecutive slabs is kept, preferring the widest shared
-    edge, which needs fewer cells (each still lane-monotone) and so fewer transits.
+    trapezoid. Pieces of consecutive slabs that share an edge are chained (see
+    :class:`CellMerge`); chains prefer the widest shared edge. Cutting at reflex corners
+    lets each arm of a bent region take its own sweep angle.
     """
     work = to_work(region, bearing_deg)
     parts = polygons(work)
@@ -136,7 +146,8 @@ def boustrophedon_cells(region: BaseGeometry, bearing_deg: float, merge_splits: 
                     down[j].append((overlap, i))
     link_up: dict[int, int] = {}
     linked_down: set[int] = set()
-    if merge_splits:
+    reflex_ys = _reflex_ys(parts) if merge is CellMerge.CUT_AT_REFLEX else np.empty(0)
+    if merge is CellMerge.CHAINS:
         candidates = sorted(((o, i, j) for i in up for o, j in up[i]), reverse=True)
         for _, i, j in candidates:
             if i not in link_up and j not in linked_down:
@@ -144,7 +155,8 @@ def boustrophedon_cells(region: BaseGeometry, bearing_deg: float, merge_splits: 
                 linked_down.add(j)
     else:
         for i, ups in up.items():
-            if len(ups) == 1 and len(down[ups[0][1]]) == 1:
+            cut = len(reflex_ys) and np.min(np.abs(reflex_ys - ys[slab_of[i] + 1])) <= _EVENT_TOLERANCE_M
+            if len(ups) == 1 and len(down[ups[0][1]]) == 1 and not cut:
                 link_up[i] = ups[0][1]
                 linked_down.add(ups[0][1])
     cells: list[shapely.Polygon] = []
@@ -158,6 +170,19 @@ def boustrophedon_cells(region: BaseGeometry, bearing_deg: float, merge_splits: 
     return cells
 
 
+def _reflex_ys(parts: list[shapely.Polygon]) -> np.ndarray:
+    ys = []
+    for polygon in parts:
+        for ring in (polygon.exterior, *polygon.interiors):
+            xy = np.asarray(ring.coords)[:-1]
+            prev, nxt = np.roll(xy, 1, axis=0), np.roll(xy, -1, axis=0)
+            cross = (xy[:, 0] - prev[:, 0]) * (nxt[:, 1] - xy[:, 1]) - (xy[:, 1] - prev[:, 1]) * (nxt[:, 0] - xy[:, 0])
+            # Inside is on the left of a counter-clockwise ring, so a right turn is reflex.
+            reflex = cross < 0 if ring.is_ccw else cross > 0
+            ys.append(xy[reflex, 1])
+    return np.concatenate(ys) if ys else np.empty(0)
+
+
 def _extent_at(xy: np.ndarray, y: float) -> tuple[float, float]:
     on_line = xy[np.abs(xy[:, 1] - y) <= _EVENT_TOLERANCE_M, 0]
     if not len(on_line):
@@ -165,30 +190,41 @@ def _extent_at(xy: np.ndarray, y: float) -> tuple[float, float]:
     return (float(on_line.min()), float(on_line.max()))
 
 
-def _extreme_lane(region_w: BaseGeometry, y: float, inward: float, spacing_m: float) -> float:
-    """Where to put the first (or last) lane: at ``y`` unless it only grazes the region there.
+def _extreme_lane(cell_w: BaseGeometry, region_w: BaseGeometry, y: float, inward: float, spacing_m: float) -> float:
+    """Where to put the outermost lane on one side: at ``y``, or a little inward.
 
-    An edge nearly parallel to the lanes would leave the outermost lane a stub at the
-    edge's high end and the strip along the rest of it unseen; moving the lane a little
-    inward, to where it spans at least half the region's width near the edge, costs far
-    less coverage than the stub does.
+    An edge nearly parallel to the lanes leaves the outermost lane a stub at the edge's
+    far end and the strip along the rest of the edge unseen; a lane slightly inward spans
+    the whole edge. Among a few offsets, take the one that leaves the least of the cell
+    beyond the lane out of its half-spacing reach.
     """
-    band = shapely.box(-1e12, min(y, y + inward * spacing_m / 2.0), 1e12, max(y, y + inward * spacing_m / 2.0))
-    near = region_w.intersection(band)
-    if near.is_empty:
-        return y
-    min_x, _, max_x, _ = near.bounds
-    offsets = y + inward * spacing_m * np.array([0.0, 0.005, 0.01, 0.02, 0.05, 0.1, 0.15, 0.2, 0.25])
-    lines = shapely.linestrings(
-        np.stack([np.column_stack([np.full_like(offsets, min_x - 1.0), offsets]),
-                  np.column_stack([np.full_like(offsets, max_x + 1.0), offsets])], axis=1)
+    offsets = y + inward * spacing_m * np.array([0.0, 0.01, 0.03, 0.06, 0.1, 0.15, 0.2, 0.3])
+    min_x, min_y, max_x, max_y = cell_w.bounds
+    lines = _lines(offsets, min_x - 1.0, max_x + 1.0)
+    lanes = shapely.intersection(lines, region_w)
+    beyond = (
+        shapely.box(min_x - 1.0, min_y - 1.0, max_x + 1.0, offsets)
+        if inward > 0
+        else shapely.box(min_x - 1.0, offsets, max_x + 1.0, max_y + 1.0)
     )
-    lengths = shapely.length(shapely.intersection(lines, region_w))
-    wide = np.flatnonzero(lengths >= 0.5 * (max_x - min_x))
-    return float(offsets[wide[0]]) if len(wide) else float(offsets[-1])
+    unseen = shapely.area(
+        shapely.difference(shapely.intersection(cell_w, beyond), shapely.buffer(lanes, spacing_m / 2.0, quad_segs=4))
+    )
+    # A lane further in must save a clear amount, not float noise.
+    return float(offsets[int(np.argmin(unseen + np.arange(len(offsets)) * 1e-3 * spacing_m))])
 
 
-def sweep_lanes(cell: BaseGeometry, lane_region: BaseGeometry, bearing_deg: float, spacing_m: float) -> list[Lane]:
+def _lines(ys: np.ndarray, min_x: float, max_x: float) -> np.ndarray:
+    return shapely.linestrings(
+        np.stack(
+            [np.column_stack([np.full_like(ys, min_x), ys]), np.column_stack([np.full_like(ys, max_x), ys])], axis=1
+        )
+    )
+
+
+def sweep_lanes(
+    cell: BaseGeometry, lane_region: BaseGeometry, bearing_deg: float, spacing_m: float, region_inset_m: float = 0.0
+) -> list[Lane]:
     """Parallel lanes over one cell, spacing apart, clipped to where lanes may lie.
 
     The first and last lanes sit half a spacing inside the cell's extent across the
@@ -204,27 +240,27 @@ def sweep_lanes(cell: BaseGeometry, lane_region: BaseGeometry, bearing_deg: floa
     _, cell_lo, _, cell_hi = cell_w.bounds
     min_x, region_lo, max_x, region_hi = region_w.bounds
     half = spacing_m / 2.0
-    lo = max(cell_lo + half, region_lo + _EDGE_NUDGE_M)
-    hi = min(cell_hi - half, region_hi - _EDGE_NUDGE_M)
+    # ``region_inset_m``: how far the outermost lanes keep from the lane region's edge (a
+    # contour pass may already see the band along it); lane ends still run to that edge.
+    inset = max(region_inset_m, _EDGE_NUDGE_M)
+    lo = max(cell_lo + half, region_lo + inset)
+    hi = min(cell_hi - half, region_hi - inset)
     if hi < lo:
         ys = np.array([(max(cell_lo, region_lo) + min(cell_hi, region_hi)) / 2.0])
     else:
-        lo = _extreme_lane(region_w, lo, +1.0, spacing_m)
-        hi = max(lo, _extreme_lane(region_w, hi, -1.0, spacing_m))
+        lo = _extreme_lane(cell_w, region_w, lo, +1.0, spacing_m)
+        hi = max(lo, _extreme_lane(cell_w, region_w, hi, -1.0, spacing_m))
         n = math.ceil((hi - lo) / spacing_m - 1e-9) + 1
         ys = np.linspace(lo, hi, n) if n > 1 else np.array([(lo + hi) / 2.0])
-    lines = shapely.linestrings(
-        np.stack(
-            [np.column_stack([np.full_like(ys, min_x - 1.0), ys]), np.column_stack([np.full_like(ys, max_x + 1.0), ys])],
-            axis=1,
-        )
-    )
+    lines = _lines(ys, min_x - 1.0, max_x + 1.0)
     shapely.prepare(region_w)
     lanes: list[Lane] = []
     for clipped in shapely.intersection(lines, region_w):
         spans = sorted(
             (float(min(c[0, 0], c[-1, 0])), float(max(c[0, 0], c[-1, 0])), float(c[0, 1]))
-            for c in (shapely.get_coordinates(g) for g in shapely.get_parts(clipped) if isinstance(g, shapely.LineString))
+            for c in (
+                shapely.get_coordinates(g) for g in shapely.get_parts(clipped) if isinstance(g, shapely.LineString)
+            )
             if len(c) >= 2
         )
         merged: list[list[float]] = []

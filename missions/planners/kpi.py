@@ -8,8 +8,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import shapely
 
-from missions.planners.patrol import Patrol, Pattern
 from missions.planners.paths import cumulative
+from missions.planners.patrol import Patrol, Pattern
 from missions.site import Site
 
 
@@ -91,7 +91,9 @@ def _revisits(site: Site, patrol: Patrol) -> tuple[ZoneRevisit, ...]:
         shapely.prepare(seen_from)
         arc = cumulative(lap_pts)
         total = float(arc[-1])
-        scheduled = [s for name, s in zip(patrol.lap.visits, patrol.lap.visit_starts_m, strict=True) if name == zone.name]
+        scheduled = [
+            s for name, s in zip(patrol.lap.visits, patrol.lap.visit_starts_m, strict=True) if name == zone.name
+        ]
         # The risk pattern's schedule counts a zone visited twice in a row twice; the footprint alone would merge them.
         entries = scheduled or _entries(lap_pts, arc, seen_from, step_m=max(total / 20000.0, 2.0))
         if not entries:
@@ -109,9 +111,7 @@ def compute_kpis(patrol: Patrol) -> Kpis:
     per_drone = []
     for drone in range(1, patrol.drones + 1):
         mine = patrol.sorties_of(drone)
-        per_drone.append(
-            DroneKpi(drone, len(mine), sum(s.length_m for s in mine), sum(s.time_s for s in mine))
-        )
+        per_drone.append(DroneKpi(drone, len(mine), sum(s.length_m for s in mine), sum(s.time_s for s in mine)))
     length = sum(s.length_m for s in patrol.sorties)
     spacing = request.lane_spacing_m
     lower = patrol.area_m.area / spacing
@@ -133,9 +133,9 @@ def compute_kpis(patrol: Patrol) -> Kpis:
         seen_share=_seen_share(patrol),
         lap_time_s=patrol.lap_time_s,
         per_drone=tuple(per_drone),
-        revisits=_revisits(patrol.site, patrol) if request.pattern is not Pattern.COVERAGE else tuple(
-            ZoneRevisit(z.name, int(z.risk or 1), 0, None, None) for z in patrol.site.watch
-        ),
+        revisits=_revisits(patrol.site, patrol)
+        if request.pattern is not Pattern.COVERAGE
+        else tuple(ZoneRevisit(z.name, int(z.risk or 1), 0, None, None) for z in patrol.site.watch),
     )
 
 

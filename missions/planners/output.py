@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 from missions.formats.qgc_plan import fence_from_site
 from missions.plan import MissionItem, MissionPlan, Waypoint
-from missions.planners.patrol import Patrol, Sortie
 from missions.planners.paths import dedupe
+from missions.planners.patrol import Patrol, Sortie
 
 
 @dataclass(frozen=True)

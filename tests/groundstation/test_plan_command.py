@@ -30,9 +30,23 @@ def test_plan_writes_every_output(tmp_path):
     out = tmp_path / "out"
     code = main(
         [
-            "plan", str(ALGECIRAS), "--pattern", "risk", "--drones", "2",
-            "-o", str(out / "patrol.plan"), "--geojson", str(out / "patrol.geojson"), "--kml", str(out / "patrol.kml"),
-            "--map", str(out / "map.html"), "--kpi", str(out / "kpi.json"), "-q",
+            "plan",
+            str(ALGECIRAS),
+            "--pattern",
+            "risk",
+            "--drones",
+            "2",
+            "-o",
+            str(out / "patrol.plan"),
+            "--geojson",
+            str(out / "patrol.geojson"),
+            "--kml",
+            str(out / "patrol.kml"),
+            "--map",
+            str(out / "map.html"),
+            "--kpi",
+            str(out / "kpi.json"),
+            "-q",
         ]
     )
     assert code == 0
@@ -45,7 +59,9 @@ def test_plan_writes_every_output(tmp_path):
     kpi = json.loads((out / "kpi.json").read_text())
     assert kpi["drones"] == 2 and kpi["pattern"] == "risk"
     assert {r["name"] for r in kpi["revisits"]} == {"Eastern anchorage", "Container quay"}
-    routes = [f for f in json.loads((out / "patrol.geojson").read_text())["features"] if f["properties"]["role"] == "route"]
+    routes = [
+        f for f in json.loads((out / "patrol.geojson").read_text())["features"] if f["properties"]["role"] == "route"
+    ]
     assert len(routes) == 2
     assert "<kml" in (out / "patrol.kml").read_text()
     assert (out / "map_files" / "leaflet" / "leaflet.js").exists()
@@ -69,8 +85,13 @@ def test_plan_round_trips_through_a_qgc_plan(tmp_path):
 def test_loop_pattern_takes_a_route_file(tmp_path):
     route = tmp_path / "route.geojson"
     coords = [[-5.437, 36.128], [-5.425, 36.128], [-5.428, 36.115], [-5.437, 36.118]]
-    route.write_text(json.dumps({"type": "Feature", "properties": {}, "geometry": {"type": "LineString", "coordinates": coords}}))
-    assert main(["plan", str(ALGECIRAS), "--pattern", "loop", "--route", str(route), "-o", str(tmp_path / "l.plan"), "-q"]) == 0
+    route.write_text(
+        json.dumps({"type": "Feature", "properties": {}, "geometry": {"type": "LineString", "coordinates": coords}})
+    )
+    assert (
+        main(["plan", str(ALGECIRAS), "--pattern", "loop", "--route", str(route), "-o", str(tmp_path / "l.plan"), "-q"])
+        == 0
+    )
     positions = read_plan(tmp_path / "l.plan").positions()
     for lon, lat in coords:
         assert any(abs(p.lat_deg - lat) < 1e-6 and abs(p.lon_deg - lon) < 1e-6 for p in positions)

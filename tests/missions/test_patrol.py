@@ -196,3 +196,30 @@ def test_site_without_a_launch_point_is_refused(tmp_path):
     path.write_text(json.dumps(doc))
     with pytest.raises(InputError, match=r"nolaunch\.geojson: the site has no launch point"):
         plan_patrol(load_site(path), PatrolRequest(pattern=Pattern.RISK))
+
+
+@pytest.mark.parametrize(("name", "drones"), [("algeciras-port", 2), ("algeciras-port", 3), ("kilindini-mombasa", 4)])
+def test_coverage_is_shared_among_drones_within_ten_percent(name, drones):
+    s = site(name)
+    patrol = plan_patrol(s, PatrolRequest(pattern=Pattern.COVERAGE, drones=drones, spacing_m=80.0))
+    assert_safe(patrol, 10.0)
+    times = [k.flight_time_s for k in compute_kpis(patrol).per_drone]
+    assert len(times) == drones
+    assert max(times) <= 1.10 * min(times)
+    kpis = compute_kpis(patrol)
+    assert kpis.seen_share >= 0.98
+    assert kpis.length_ratio <= 1.2 + 0.05 * drones  # each extra drone adds its own transits
+
+
+def test_coverage_sorties_each_fit_one_battery_and_still_see_the_area():
+    s = site("algeciras-port")
+    patrol = plan_patrol(s, PatrolRequest(pattern=Pattern.COVERAGE, drones=2, endurance_min=20, reserve_pct=25))
+    assert len(patrol.sorties) > 2
+    launch = (s.launch_points_m()[0].x, s.launch_points_m()[0].y)
+    for sortie in patrol.sorties:
+        assert sortie.time_s <= 20 * 60 * 0.75 + 1e-6
+        assert math.dist(sortie.path_m[0], launch) < 1e-6 and math.dist(sortie.path_m[-1], launch) < 1e-6
+    assert_safe(patrol, 10.0)
+    kpis = compute_kpis(patrol)
+    assert kpis.seen_share >= 0.98
+    assert kpis.sorties == len(patrol.sorties)

@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import shapely
 
 from missions.formats.geojson import read_site_geojson
 from missions.planners.coverage import Coverage, coverage_path, lawnmower_path
 from missions.planners.routing import Router
+from sitl.testdata import SITES_DIR
 
-SITES_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "sites"
 SITES = ("algeciras-port", "tarifa-coast", "kilindini-mombasa")
 NON_CONVEX = ("tarifa-coast", "kilindini-mombasa")
 SPACING_M = 40.0
@@ -28,13 +27,6 @@ TIME_GOAL_S = 2.0
 TIME_GOAL_SITE = "kilindini-mombasa"
 RATIO_GOAL = 1.2
 SHORTER_GOAL = 0.10
-
-
-def _sites_dir() -> Path:
-    for candidate in (SITES_DIR, Path("/work/shared/data/sites")):
-        if candidate.is_dir():
-            return candidate
-    raise FileNotFoundError(f"shared sites not found at {SITES_DIR}")
 
 
 def _best_of(runs: int, plan: Callable[[], Coverage]) -> tuple[float, Coverage]:
@@ -56,7 +48,7 @@ def main() -> int:
     rows = []
     area_of = {}
     for name in SITES:
-        site = read_site_geojson(_sites_dir() / f"{name}.geojson")
+        site = read_site_geojson(SITES_DIR / f"{name}.geojson")
         area = site.free_space(0.0)
         safe = site.free_space(MARGIN_M)
         launch = site.launch_points_m()[0]

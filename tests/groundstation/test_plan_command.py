@@ -6,7 +6,6 @@ import io
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -15,8 +14,9 @@ from groundstation.progress import Progress
 from missions.formats import load_site
 from missions.formats.qgc_plan import read_plan
 from missions.plan import Command
+from sitl.testdata import SHARED_DATA
 
-SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
+SHARED = SHARED_DATA
 ALGECIRAS = SHARED / "sites" / "algeciras-port.geojson"
 
 

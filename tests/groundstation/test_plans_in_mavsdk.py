@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import math
 import socket
-from pathlib import Path
 
 import pytest
 from mavsdk.component_type import ComponentType
@@ -17,8 +16,9 @@ from mavsdk.plugins.mission_raw.mission_raw import MissionRaw
 
 from groundstation.cli import main
 from missions.formats.qgc_plan import read_plan
+from sitl.testdata import SHARED_DATA
 
-SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
+SHARED = SHARED_DATA
 
 
 def _free_udp_port() -> int:

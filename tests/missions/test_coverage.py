@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,8 +13,8 @@ from hypothesis import strategies as st
 from missions.errors import PlanningError
 from missions.planners.coverage import Coverage, coverage_path, lawnmower_path
 from missions.planners.routing import Router
+from sitl.testdata import SITES_DIR
 
-SITES_DIR = Path("/work/shared/data/sites")
 SLACK_M = 1e-3
 # The requirement: 98 % of keep-in minus keep-outs within half a spacing of the path.
 MIN_COVERED_RANDOM = 0.98

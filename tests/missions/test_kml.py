@@ -1,35 +1,18 @@
-import json
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
 import shapely
-from shapely.geometry import shape
 
 from missions.errors import InputError
+from missions.formats.geojson import read_site_geojson
 from missions.formats.kml import KML_NS, read_site_kml, write_kml
-from missions.site import Role, RoutePoint, Site, Zone
+from missions.site import Role, RoutePoint, Site
+from sitl.testdata import SITES_DIR
 
 DATA = Path(__file__).parent / "data"
 GOOGLE_EARTH = DATA / "google-earth-harbour.kml"
-SITE_FILES = sorted(Path("/work/shared/data/sites").glob("*.geojson"))
-
-
-def site_from_geojson(path: Path) -> Site:
-    """Just enough GeoJSON for these tests; the project's reader lives elsewhere."""
-    doc = json.loads(path.read_text())
-    zones = tuple(
-        Zone(
-            Role.parse(f["properties"]["role"]),
-            f["properties"]["name"],
-            shape(f["geometry"]),
-            f["properties"].get("radius_m"),
-            f["properties"].get("risk"),
-            f["properties"].get("max_altitude_m"),
-        )
-        for f in doc["features"]
-    )
-    return Site(path.stem, str(path), zones)
+SITE_FILES = sorted(SITES_DIR.glob("*.geojson"))
 
 
 @pytest.fixture(scope="module")
@@ -102,7 +85,7 @@ def test_folder_names_give_point_roles(folder, role, tmp_path):
 
 @pytest.mark.parametrize("path", SITE_FILES, ids=lambda p: p.name)
 def test_site_round_trip_keeps_every_zone(path, tmp_path):
-    site = site_from_geojson(path)
+    site = read_site_geojson(path)
     write_kml(site, tmp_path / "site.kml")
     back = read_site_kml(tmp_path / "site.kml")
     assert sorted(back.zones, key=lambda z: z.name) == sorted(site.zones, key=lambda z: z.name)
@@ -110,7 +93,7 @@ def test_site_round_trip_keeps_every_zone(path, tmp_path):
 
 
 def test_routes_are_written_and_the_first_reads_back_as_the_route(tmp_path):
-    site = site_from_geojson(SITE_FILES[0])
+    site = read_site_geojson(SITE_FILES[0])
     site = Site(site.name, site.source, site.zones, route=(RoutePoint(36.12, -5.43, 30.0), RoutePoint(36.13, -5.43)))
     patrol = [(-5.43, 36.12, 50.0), (-5.435, 36.125, 55.5)]  # lon, lat, alt like KML
     write_kml(site, tmp_path / "routes.kml", [("Drone 1", patrol)])
@@ -123,7 +106,7 @@ def test_routes_are_written_and_the_first_reads_back_as_the_route(tmp_path):
 
 
 def test_written_kml_is_styled_and_google_earth_can_draw_circles(tmp_path):
-    site = site_from_geojson(next(p for p in SITE_FILES if p.name == "algeciras-port.geojson"))
+    site = read_site_geojson(next(p for p in SITE_FILES if p.name == "algeciras-port.geojson"))
     write_kml(site, tmp_path / "styled.kml")
     root = ET.parse(tmp_path / "styled.kml").getroot()
     ns = {"k": KML_NS}

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 
 import pytest
 import shapely
@@ -16,8 +15,9 @@ from missions.planners.kpi import compute_kpis
 from missions.planners.paths import cumulative, rotate_closed
 from missions.planners.patrol import Along, PatrolRequest, Pattern, plan_patrol
 from missions.site import RoutePoint
+from sitl.testdata import SHARED_DATA
 
-SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
+SHARED = SHARED_DATA
 
 
 def site(name: str):

@@ -1,13 +1,12 @@
 import json
 import math
 import warnings
-from pathlib import Path
 
 import pytest
 import shapely
-from shapely.geometry import shape
 
 from missions.errors import InputError
+from missions.formats.geojson import read_site_geojson
 from missions.formats.qgc_plan import (
     fence_from_site,
     plan_json,
@@ -18,27 +17,11 @@ from missions.formats.qgc_plan import (
 )
 from missions.plan import Command, FenceCircle, FencePolygon, Frame, MissionItem, MissionPlan, Waypoint
 from missions.site import Role, Site, Zone
+from sitl.testdata import SHARED_DATA
 
-SHARED = Path("/work/shared/data")
+SHARED = SHARED_DATA
 QGC_FILES = sorted((SHARED / "qgc").glob("*.plan"))
 SITE_FILES = sorted((SHARED / "sites").glob("*.geojson"))
-
-
-def site_from_geojson(path: Path) -> Site:
-    """Just enough GeoJSON for these tests; the project's reader lives elsewhere."""
-    doc = json.loads(path.read_text())
-    zones = tuple(
-        Zone(
-            Role.parse(f["properties"]["role"]),
-            f["properties"]["name"],
-            shape(f["geometry"]),
-            f["properties"].get("radius_m"),
-            f["properties"].get("risk"),
-            f["properties"].get("max_altitude_m"),
-        )
-        for f in doc["features"]
-    )
-    return Site(path.stem, str(path), zones)
 
 
 def minimal_plan(**mission_overrides) -> dict:
@@ -345,7 +328,7 @@ def zone_key(zone: Zone) -> tuple:
 
 @pytest.mark.parametrize("path", SITE_FILES, ids=lambda p: p.name)
 def test_site_fence_round_trip_keeps_zones(path, tmp_path):
-    site = site_from_geojson(path)
+    site = read_site_geojson(path)
     polygons, circles, rally = fence_from_site(site)
     plan = MissionPlan(items=(), home=Waypoint(rally[0].lat_deg, rally[0].lon_deg, 0.0), fence_polygons=polygons,
                        fence_circles=circles, rally=rally)  # fmt: skip

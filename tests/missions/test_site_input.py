@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import shapely
@@ -12,8 +11,9 @@ from missions.errors import InputError
 from missions.formats import load_site
 from missions.formats.geojson import read_site_geojson, write_geojson
 from missions.site import Role
+from sitl.testdata import SHARED_DATA
 
-SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
+SHARED = SHARED_DATA
 SITES = sorted((SHARED / "sites").glob("*.geojson"))
 PLANS = sorted((SHARED / "qgc").glob("*.plan"))
 

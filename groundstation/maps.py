@@ -61,11 +61,15 @@ class WebAssetsMissing(UserError):
 
 @dataclass(frozen=True)
 class MapRoute:
-    """One drone's route as drawn on a map: (lat, lon) degrees, in flying order."""
+    """One flight as drawn on a map: (lat, lon) degrees, in flying order.
+
+    Routes of one ``group`` (a drone's sorties) share a colour, a layer and a legend row.
+    """
 
     label: str
     points_deg: tuple[tuple[float, float], ...]
     color: str | None = None
+    group: str | None = None
 
 
 def web_modules_dir() -> Path:
@@ -203,25 +207,33 @@ def _draw_site(fmap: folium.Map, site: Site, legend: _Legend) -> None:
 
 
 def _draw_routes(fmap: folium.Map, site: Site, routes: Sequence[MapRoute], legend: _Legend) -> None:
-    for index, route in enumerate(routes):
+    groups: dict[str, tuple[str, folium.FeatureGroup]] = {}
+    for route in routes:
         if not route.points_deg:
             continue
-        color = route.color or route_color(index)
-        layer = folium.FeatureGroup(name=_text(route.label)).add_to(fmap)
+        key = route.group or route.label
+        if key not in groups:
+            index = len(groups)
+            color = route.color or route_color(index)
+            layer = folium.FeatureGroup(name=_text(key)).add_to(fmap)
+            groups[key] = (color, layer)
+            # An unfilled ring, wider for each drone, so starts that share a pad stay visible side by side.
+            folium.CircleMarker(
+                route.points_deg[0],
+                radius=11 + 4 * (index % _START_RING_SIZES),
+                color=color,
+                weight=3,
+                fill=False,
+                tooltip=_text(f"{key}: start"),
+            ).add_to(layer)
+            legend.add("line", color, key)
+        color, layer = groups[key]
         km = _length_m(site, route.points_deg) / 1000.0
         tooltip = _text(f"{route.label} — {len(route.points_deg)} waypoints, {km:.1f} km")
-        folium.PolyLine(route.points_deg, color=color, weight=3, opacity=0.9, tooltip=tooltip).add_to(layer)
-        # An unfilled ring, wider for each drone, so starts that share a pad stay visible side by side.
-        folium.CircleMarker(
-            route.points_deg[0],
-            radius=11 + 4 * index,
-            color=color,
-            weight=3,
-            fill=False,
-            tooltip=_text(f"{route.label}: start"),
-        ).add_to(layer)
-        legend.add("line", color, route.label)
-    if any(route.points_deg for route in routes):
+        folium.PolyLine(route.points_deg, color=route.color or color, weight=3, opacity=0.9, tooltip=tooltip).add_to(
+            layer
+        )
+    if groups:
         legend.add("ring", "#555555", "Route start")
 
 
@@ -241,6 +253,9 @@ def _draw_launch_points(fmap: folium.Map, site: Site, legend: _Legend) -> None:
                 tooltip=_text(f"Launch: {zone.name}"),
             ).add_to(layer)
     legend.add("dot", LAUNCH_COLOR, "Launch point")
+
+
+_START_RING_SIZES = 5
 
 
 def route_color(index: int) -> str:

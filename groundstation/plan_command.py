@@ -128,7 +128,12 @@ def run(args: argparse.Namespace) -> int:
         from groundstation.maps import MapRoute, write_preview_map
 
         map_routes = [
-            MapRoute(_label(p, request.drones), tuple((lat, lon) for lon, lat, _alt in p.route_deg)) for p in planned
+            MapRoute(
+                _label(p, request.drones),
+                tuple((lat, lon) for lon, lat, _alt in p.route_deg),
+                group=f"drone {p.drone}",
+            )
+            for p in planned
         ]
         written.append(write_preview_map(site, map_routes, args.map))
     if args.kpi:

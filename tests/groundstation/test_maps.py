@@ -199,3 +199,17 @@ def test_leaflet_draws_the_map_offline_in_chromium(tmp_path: Path) -> None:
     assert "Watch zone, risk 5" in dom
     assert "Drone 2" in dom
     assert screenshot.stat().st_size > 10_000
+
+
+def test_sorties_of_one_drone_share_a_colour_and_a_legend_row(tmp_path: Path) -> None:
+    site = algeciras_site()
+    first = ROUTES[0].points_deg
+    sorties = [MapRoute(f"drone {d} sortie {k}", first, group=f"drone {d}") for d in (1, 2) for k in range(1, 7)]
+    out = write_preview_map(site, sorties, tmp_path / "sorties.html")
+    dom = chromium(tmp_path, "--dump-dom", out.as_uri()).stdout
+    legend = dom[dom.index("borderwatch-legend") :]
+    assert legend.count(">drone 1<") == 1 and legend.count(">drone 2<") == 1
+    interactive = [p for p in re.findall(r"<path\b[^>]*>", dom) if "leaflet-interactive" in p]
+    # Six sortie lines and one start ring per drone, each drone in its own colour.
+    assert sum(f'stroke="{route_color(0)}"' in p for p in interactive) == 7
+    assert sum(f'stroke="{route_color(1)}"' in p for p in interactive) == 7

@@ -25,6 +25,7 @@ import shapely
 from shapely.geometry.base import BaseGeometry
 
 from missions.errors import InputError
+from missions.formats.roles import Unassigned, assign_defaults, with_site_altitude
 from missions.geo import LocalFrame, circle_polygon
 from missions.site import DEFAULT_MAX_ALTITUDE_M, Role, RoutePoint, Site, Zone
 
@@ -32,7 +33,6 @@ KML_NS = "http://www.opengis.net/kml/2.2"
 GX_NS = "http://www.google.com/kml/ext/2.2"
 ROUTE_ROLE = "route"  # not a zone role: marks the LineStrings that make Site.route
 CIRCLE_RING_SEGMENTS = 72
-DEFAULT_WATCH_RISK = 1
 
 _GEOMETRY_TAGS = ("Point", "LineString", "LinearRing", "Polygon", "MultiGeometry")
 _CONTAINER_TAGS = ("Document", "Folder")
@@ -233,58 +233,44 @@ def _folder_candidates(name: str) -> list[str]:
 
 def _site(source: str, title: str, parts: list[_Part], skipped: list[str]) -> Site:
     zones: list[Zone] = []
-    route: tuple[RoutePoint, ...] = ()
+    unassigned: list[Unassigned] = []
+    lines: list[_Part] = []
     notes: list[str] = list(skipped)
-    declares_area = any(p.role is Role.OPERATING_AREA for p in parts)
-    roleless_polygons = [p for p in parts if p.role is None and isinstance(p.shape, shapely.Polygon)]
-    largest = max(roleless_polygons, key=lambda p: p.shape.area, default=None) if not declares_area else None
-
+    origin: dict[int, _Part] = {}
     for part in parts:
         feature = f"placemark {part.placemark!r}"
-        role = part.role
         risk = _int_data(part, "risk", source)
-        if role is None:
-            role, risk = _default_role(part, part is largest, risk, notes)
-        if role == ROUTE_ROLE:
+        if part.role is None:
+            unassigned.append(Unassigned(part.name, part.shape, risk))
+            origin[id(unassigned[-1])] = part
+            continue
+        if part.role == ROUTE_ROLE:
             if not isinstance(part.shape, shapely.LineString):
                 raise InputError(source, f"a route must be a LineString, found a {part.shape.geom_type}", feature)
-            if route:
-                notes.append(f"{feature}: a site holds one route; this second line is ignored")
-            else:
-                route = tuple(RoutePoint(c[1], c[0], c[2] if len(c) > 2 else None) for c in part.shape.coords)
+            lines.append(part)
             continue
         radius = _float_data(part, "radius_m", source)
-        _check_shape(role, part, radius, source)
+        _check_shape(part.role, part, radius, source)
         shape = part.shape
         if isinstance(shape, shapely.LineString) and shape.has_z:
             shape = shapely.force_2d(shape)
-        zones.append(Zone(role, part.name, shape, radius, risk, _float_data(part, "max_altitude_m", source)))
-
-    ceilings = [z.max_altitude_m for z in zones if z.role is Role.OPERATING_AREA and z.max_altitude_m is not None]
+        zones.append(Zone(part.role, part.name, shape, radius, risk, _float_data(part, "max_altitude_m", source)))
+    zones, default_lines, defaults = assign_defaults(source, zones, unassigned)
+    lines += [origin[id(u)] for u in default_lines]
+    route: tuple[RoutePoint, ...] = ()
+    for part in lines:
+        if route:
+            notes.append(f"placemark {part.placemark!r}: a site holds one route; this second line is ignored")
+            continue
+        route = tuple(RoutePoint(c[1], c[0], c[2] if len(c) > 2 else None) for c in part.shape.coords)
     return Site(
         name=title,
         source=source,
         zones=tuple(zones),
-        max_altitude_m=min(ceilings) if ceilings else DEFAULT_MAX_ALTITUDE_M,
+        max_altitude_m=with_site_altitude(zones, DEFAULT_MAX_ALTITUDE_M),
         route=route,
-        warnings=tuple(f"{source}: {note}" for note in notes),
+        warnings=(*defaults, *(f"{source}: {note}" for note in notes)),
     )
-
-
-def _default_role(part: _Part, is_largest: bool, risk: int | None, notes: list[str]) -> tuple[Role | str, int | None]:
-    feature = f"placemark {part.name!r}"
-    shape = part.shape
-    if isinstance(shape, shapely.Polygon):
-        if is_largest:
-            notes.append(f"{feature}: no role; the largest polygon is taken as the operating area")
-            return Role.OPERATING_AREA, risk
-        notes.append(f"{feature}: no role; taken as a watch zone of risk {risk or DEFAULT_WATCH_RISK}")
-        return Role.WATCH, risk or DEFAULT_WATCH_RISK
-    if isinstance(shape, shapely.Point):
-        notes.append(f"{feature}: no role; the point is taken as a launch point")
-        return Role.LAUNCH, risk
-    notes.append(f"{feature}: no role; the line is taken as the route")
-    return ROUTE_ROLE, risk
 
 
 def _check_shape(role: Role, part: _Part, radius_m: float | None, source: str) -> None:

@@ -10,7 +10,7 @@ are the route to loop through. Every default is a warning the user sees.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from shapely.geometry.base import BaseGeometry
 
@@ -23,6 +23,7 @@ class Unassigned:
 
     name: str
     shape_deg: BaseGeometry
+    risk: int | None = None  # a risk the file gives without a role is kept for a default watch zone
 
 
 DEFAULT_WATCH_RISK = 1
@@ -48,8 +49,9 @@ def assign_defaults(
             out.append(Zone(Role.OPERATING_AREA, u.name, u.shape_deg))
             warnings.append(f"{source}: {u.name!r} has no role; taken as the operating area (the largest polygon)")
         elif kind == "Polygon":
-            out.append(Zone(Role.WATCH, u.name, u.shape_deg, risk=DEFAULT_WATCH_RISK))
-            warnings.append(f"{source}: {u.name!r} has no role; taken as a watch zone of risk {DEFAULT_WATCH_RISK}")
+            risk = u.risk or DEFAULT_WATCH_RISK
+            out.append(Zone(Role.WATCH, u.name, u.shape_deg, risk=risk))
+            warnings.append(f"{source}: {u.name!r} has no role; taken as a watch zone of risk {risk}")
         elif kind == "Point":
             out.append(Zone(Role.LAUNCH, u.name, u.shape_deg))
             warnings.append(f"{source}: {u.name!r} has no role; taken as a launch point")
@@ -63,7 +65,3 @@ def with_site_altitude(zones: Sequence[Zone], default_m: float) -> float:
     """The site's altitude limit: the lowest limit any operating area states, else the default."""
     limits = [z.max_altitude_m for z in zones if z.role is Role.OPERATING_AREA and z.max_altitude_m is not None]
     return min(limits) if limits else default_m
-
-
-def renamed(zone: Zone, name: str) -> Zone:
-    return replace(zone, name=name)

@@ -28,6 +28,7 @@ class DroneKpi:
     sorties: int
     length_m: float
     flight_time_s: float
+    start_delay_s: float  # take off this long after the first drone, to keep the drones evenly phased
 
 
 @dataclass(frozen=True)
@@ -111,7 +112,15 @@ def compute_kpis(patrol: Patrol) -> Kpis:
     per_drone = []
     for drone in range(1, patrol.drones + 1):
         mine = patrol.sorties_of(drone)
-        per_drone.append(DroneKpi(drone, len(mine), sum(s.length_m for s in mine), sum(s.time_s for s in mine)))
+        per_drone.append(
+            DroneKpi(
+                drone,
+                len(mine),
+                sum(s.length_m for s in mine),
+                sum(s.time_s for s in mine),
+                mine[0].start_delay_s if mine else 0.0,
+            )
+        )
     length = sum(s.length_m for s in patrol.sorties)
     spacing = request.lane_spacing_m
     lower = patrol.area_m.area / spacing
@@ -156,10 +165,15 @@ def format_kpis(k: Kpis) -> str:
     if k.lap_time_s:
         lines.append(f"  one lap takes {hms(k.lap_time_s)}")
     for d in k.per_drone:
-        lines.append(f"  drone {d.drone}: {d.sorties} sortie(s), {d.length_m / 1000:.2f} km, {hms(d.flight_time_s)}")
+        delay = f", take off {hms(d.start_delay_s)} after the first" if d.start_delay_s >= 0.5 else ""
+        lines.append(
+            f"  drone {d.drone}: {d.sorties} sortie(s), {d.length_m / 1000:.2f} km, {hms(d.flight_time_s)}{delay}"
+        )
     for r in k.revisits:
-        if r.mean_interval_s is None:
-            lines.append(f"  watch zone {r.name!r} (risk {r.risk}): not revisited by this pattern")
+        if r.mean_interval_s is None and k.lap_time_s:
+            lines.append(f"  watch zone {r.name!r} (risk {r.risk}): never in the camera's view on this lap")
+        elif r.mean_interval_s is None:
+            lines.append(f"  watch zone {r.name!r} (risk {r.risk}): seen once by the coverage, not revisited")
         else:
             lines.append(
                 f"  watch zone {r.name!r} (risk {r.risk}): {r.visits_per_lap} pass(es) per lap, revisited every "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Sequence
 
@@ -19,18 +20,24 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from groundstation import plan_command
+    from groundstation import fly_command, plan_command, sim_command
 
     parser = _Parser(prog="borderwatch", description="Plan, fly and watch drone patrols over ports and coastlines.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log everything, MAVSDK's chatter included")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     commands.required = True
     plan_command.add_parser(commands)
+    sim_command.add_parser(commands)
+    fly_command.add_parser(commands)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING, format="borderwatch: %(name)s: %(message)s"
+    )
     try:
         return int(args.run(args) or 0)
     except UserError as exc:

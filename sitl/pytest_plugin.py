@@ -1,0 +1,81 @@
+"""Fixtures that start simulated drones: `def test_x(sim_vehicle): ...`.
+
+Register with `pytest_plugins = ["sitl.pytest_plugin"]`. Each fleet gets its own block
+of free UDP ports on 127.0.0.1, so tests run one after another or in parallel without
+hearing each other's vehicles; MAVSDK connects with `vehicle.connect_url`.
+"""
+
+from __future__ import annotations
+
+import random
+import socket
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from sitl.sim import ALGECIRAS_PAD_DEG, SimFleet, SimVehicle, VehicleConfig, spaced_homes
+
+DEFAULT_SPEED_FACTOR = 10.0
+_PORT_RANGE = (20000, 60000)
+
+
+def free_port_block(count: int, host: str = "127.0.0.1", attempts: int = 100) -> int:
+    """A base port such that base … base+count-1 are all free for UDP on `host` right now."""
+    rng = random.Random()
+    for _ in range(attempts):
+        base = rng.randrange(_PORT_RANGE[0], _PORT_RANGE[1] - count)
+        held = []
+        try:
+            for port in range(base, base + count):
+                s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                held.append(s)
+                s.bind((host, port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in held:
+                s.close()
+    raise RuntimeError(f"no block of {count} free UDP ports on {host} after {attempts} attempts")
+
+
+def algeciras_home() -> tuple[float, float]:
+    """The launch point of the shared Algeciras site, or its known position without the data."""
+    try:
+        from missions.formats import load_site
+        from sitl.testdata import SITES_DIR
+
+        site = load_site(SITES_DIR / "algeciras-port.geojson")
+        point = site.launch[0].shape_deg.centroid
+        return (point.y, point.x)
+    except Exception:  # the shared data is optional for fixtures; the pad's position is not secret
+        return ALGECIRAS_PAD_DEG
+
+
+FleetFactory = Callable[..., SimFleet]
+
+
+@pytest.fixture
+def sim_fleet() -> Iterator[FleetFactory]:
+    """`sim_fleet(n, speed_factor=10, config=VehicleConfig())`: a started fleet, stopped after the test."""
+    fleets: list[SimFleet] = []
+
+    def make(n: int = 1, speed_factor: float = DEFAULT_SPEED_FACTOR, config: VehicleConfig | None = None) -> SimFleet:
+        base = free_port_block(n)
+        fleet = SimFleet(spaced_homes(algeciras_home(), n), speed_factor, base, config or VehicleConfig())
+        fleets.append(fleet)
+        fleet.start()
+        return fleet
+
+    yield make
+    for fleet in fleets:
+        fleet.stop()
+    errors = [f.error for f in fleets if f.error is not None]
+    if errors:
+        raise errors[0]
+
+
+@pytest.fixture
+def sim_vehicle(sim_fleet: FleetFactory) -> SimVehicle:
+    """One vehicle at Algeciras' launch point, ten times faster than real time."""
+    return sim_fleet(1).vehicles[0]

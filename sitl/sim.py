@@ -1,0 +1,142 @@
+"""A fleet of simulated PX4 multicopters that MAVSDK flies as it flies real PX4.
+
+Why pymavlink and not MAVSDK's own autopilot-side plugins: MAVSDK 4.1's
+`mission_raw_server` handles MISSION_COUNT only for MAV_MISSION_TYPE_MISSION (fence and
+rally uploads go unanswered), serves no download (MISSION_REQUEST_LIST) and acks every
+MISSION_CLEAR_ALL; none of the server plugins can drop packets or silence the link for a
+test; and each server vehicle would be a full MAVSDK instance with its own threads,
+where ten vehicles must share one thread on a two-core machine. So the vehicle side is
+written on pymavlink's MAVLink 2 codec, with the protocol rules PX4 follows.
+
+All vehicles run on ONE background thread: a select() loop that wakes every
+`TICK_S` wall seconds (or when a packet arrives), advances physics by
+`speed_factor * elapsed` simulated seconds in steps of at most 1/physics_hz, and sends
+whatever telemetry is due.
+"""
+
+from __future__ import annotations
+
+import math
+import select
+import threading
+import time
+from collections.abc import Sequence
+
+from sitl.model import LandedState, Mode, RawItem, SimState, VehicleConfig
+from sitl.physics import FlatFrame
+from sitl.vehicle import SimVehicle
+
+__all__ = ["ALGECIRAS_PAD_DEG", "LandedState", "Mode", "RawItem", "SimFleet", "SimState", "SimVehicle", "VehicleConfig"]
+
+# The port police pad of the Algeciras site in the shared test data: where `borderwatch sim`
+# and the fixtures put vehicles when no site is given.
+ALGECIRAS_PAD_DEG = (36.128, -5.438)
+TICK_S = 0.02
+MAX_CATCH_UP_S = 0.5  # wall time the loop may fall behind before it lets simulated time slip
+SPACING_M = 5.0
+
+
+class SimFleet:
+    def __init__(
+        self,
+        homes: Sequence[tuple[float, float]],
+        speed_factor: float = 1.0,
+        base_port: int = 14540,
+        config: VehicleConfig = VehicleConfig(),  # noqa: B008 - frozen, so one shared default is safe
+        host: str = "127.0.0.1",
+    ) -> None:
+        if not homes:
+            raise ValueError("a fleet needs at least one home")
+        if not speed_factor > 0:
+            raise ValueError(f"speed factor must be positive, not {speed_factor}")
+        self.speed_factor = float(speed_factor)
+        self.base_port = base_port
+        self.host = host
+        self.config = config
+        self.vehicles: list[SimVehicle] = [
+            SimVehicle(i + 1, (float(lat), float(lon)), base_port + i, host, config)
+            for i, (lat, lon) in enumerate(homes)
+        ]
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._error: BaseException | None = None
+
+    @classmethod
+    def at_site(cls, site, vehicles: int, **kw) -> SimFleet:
+        """`vehicles` drones at the site's first launch point, a few metres apart eastwards."""
+        launch = site.launch
+        if not launch:
+            raise ValueError(f"{site.source}: the site has no launch point")
+        point = launch[0].shape_deg.centroid
+        return cls(spaced_homes((point.y, point.x), vehicles), **kw)
+
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+        for v in self.vehicles:
+            v.open()
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="sitl-fleet", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5.0)
+            self._thread = None
+            for v in self.vehicles:
+                v.close()
+
+    def __enter__(self) -> SimFleet:
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    @property
+    def error(self) -> BaseException | None:
+        """What stopped the fleet's thread, if it died."""
+        return self._error
+
+    def _run(self) -> None:
+        try:
+            self._loop()
+        except BaseException as exc:  # kept for the owner to see; a dead simulator must not pass silently
+            self._error = exc
+            raise
+
+    def _loop(self) -> None:
+        dt_max_s = 1.0 / self.config.physics_hz
+        sockets = {v.fileno(): v for v in self.vehicles}
+        last = time.monotonic()
+        next_tick = last
+        while not self._stop.is_set():
+            timeout = max(0.0, next_tick - time.monotonic())
+            ready, _, _ = select.select(list(sockets), [], [], timeout)
+            now = time.monotonic()
+            if now >= next_tick:
+                elapsed = min(now - last, MAX_CATCH_UP_S)
+                last = now
+                next_tick = max(next_tick + TICK_S, now)
+                sim_s = elapsed * self.speed_factor
+                steps = max(1, math.ceil(sim_s / dt_max_s - 1e-9))
+                for v in self.vehicles:
+                    v.step(sim_s / steps, steps)
+                for v in self.vehicles:
+                    v.service()
+            else:
+                for fd in ready:
+                    sockets[fd].service()
+
+
+def spaced_homes(
+    origin_deg: tuple[float, float], count: int, spacing_m: float = SPACING_M
+) -> list[tuple[float, float]]:
+    """`count` homes in a row eastwards from `origin_deg` (lat, lon), `spacing_m` apart."""
+    frame = FlatFrame(*origin_deg)
+    return [frame.to_deg(i * spacing_m, 0.0) for i in range(count)]

@@ -171,7 +171,8 @@ async def _stream_with_link(ports: list[int]) -> tuple[float, int, int, float]:
 async def _stream_bare(ports: list[int]) -> tuple[float, int]:
     """Bare MAVSDK: one instance per vehicle, the same streams, values counted and dropped."""
     from mavsdk.asyncio import ComponentType, Configuration, Mavsdk
-    from mavsdk.asyncio.plugins.telemetry import Telemetry
+    from mavsdk.asyncio.plugins.mission_raw import MissionRawAsync
+    from mavsdk.asyncio.plugins.telemetry import TelemetryAsync
 
     instances, tasks, counts = [], [], [0]
     try:
@@ -179,25 +180,26 @@ async def _stream_bare(ports: list[int]) -> tuple[float, int]:
             m = Mavsdk(Configuration.create_with_component_type(ComponentType.GROUND_STATION))
             await m.add_any_connection(f"udpin://127.0.0.1:{port}")
             system = await m.first_autopilot(timeout_s=30.0)
-            instances.append((m, Telemetry(system)))
+            instances.append((m, TelemetryAsync(system), MissionRawAsync(system)))
 
-        async def count(stream):
-            async for _ in stream:
+        async def count(subscribe):
+            async for _ in subscribe():
                 counts[0] += 1
 
-        for _, t in instances:
-            for stream in (
-                t.position(),
-                t.heading(),
-                t.velocity_ned(),
-                t.battery(),
-                t.flight_mode(),
-                t.armed(),
-                t.landed_state(),
-                t.health(),
-                t.status_text(),
+        for _, t, m in instances:
+            for subscribe in (
+                t.subscribe_position,
+                t.subscribe_heading,
+                t.subscribe_velocity_ned,
+                t.subscribe_battery,
+                t.subscribe_flight_mode,
+                t.subscribe_armed,
+                t.subscribe_landed_state,
+                t.subscribe_health,
+                t.subscribe_status_text,
+                m.subscribe_mission_progress,
             ):
-                tasks.append(asyncio.ensure_future(count(stream)))
+                tasks.append(asyncio.ensure_future(count(subscribe)))
         cpu0, t0 = _cpu_s(), time.monotonic()
         await asyncio.sleep(STREAM_S)
         return (_cpu_s() - cpu0) / (time.monotonic() - t0), counts[0]
@@ -205,8 +207,8 @@ async def _stream_bare(ports: list[int]) -> tuple[float, int]:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        for m, _ in instances:
-            await m.destroy()
+        for m, *_ in instances:
+            m.destroy()
 
 
 def telemetry_benchmark() -> list[tuple[str, bool]]:

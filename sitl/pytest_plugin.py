@@ -10,6 +10,7 @@ from __future__ import annotations
 import random
 import socket
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 import pytest
 
@@ -79,3 +80,24 @@ def sim_fleet() -> Iterator[FleetFactory]:
 def sim_vehicle(sim_fleet: FleetFactory) -> SimVehicle:
     """One vehicle at Algeciras' launch point, ten times faster than real time."""
     return sim_fleet(1).vehicles[0]
+
+
+@dataclass(frozen=True)
+class Px4Vehicle:
+    """A real PX4 SITL instance as tests see it: where MAVSDK connects and where it took off."""
+
+    connect_url: str
+    home: tuple[float, float]
+
+
+@pytest.fixture
+def px4_vehicle() -> Iterator[Px4Vehicle]:
+    """One real PX4 SITL (SIH) instance at the Algeciras pad on UDP 14540; skipped, saying why, without a build."""
+    from sitl.px4 import NO_BUILD_REASON, Px4Fleet, find_build_dir, px4_instances
+
+    build = find_build_dir()
+    if build is None:
+        pytest.skip(NO_BUILD_REASON)
+    home = algeciras_home()
+    with Px4Fleet(px4_instances(build, 1, [home])):
+        yield Px4Vehicle("udpin://0.0.0.0:14540", home)

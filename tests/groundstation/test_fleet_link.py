@@ -65,17 +65,17 @@ def test_upload_of_mission_fence_and_rally_downloads_back_the_same(sim_vehicle):
     assert (jump.command, jump.param1) == (177, 2.0)
 
 
-def test_a_small_plan_is_flown_every_item_reached_then_home_and_landed(sim_vehicle):
-    plan = small_plan(sim_vehicle.home)
+def fly_small_plan(vehicle) -> tuple:
+    plan = small_plan(vehicle.home)
 
     async def scenario():
-        async with FleetLink.connect([sim_vehicle.connect_url], timeout_s=10) as fleet:
+        async with FleetLink.connect([vehicle.connect_url], timeout_s=30) as fleet:
             seen = fleet.states.subscribe(keep=10_000)
-            outcome = (await fly_all([Flight(fleet[0], raw_plan(plan))], timeout_s=80))[0]
+            outcome = (await fly_all([Flight(fleet[0], raw_plan(plan))], timeout_s=110))[0]
             states = [s[0] for s in iter(seen.get_nowait, None)]
             return outcome, states
 
-    outcome, states = run(scenario())
+    outcome, states = run(scenario(), timeout_s=115)
     assert outcome.ok, outcome
     assert outcome.items_reached == outcome.items_total == len(plan.items)
     assert outcome.flight_time_s > 0 and outcome.battery_used_pct > 0
@@ -84,7 +84,16 @@ def test_a_small_plan_is_flown_every_item_reached_then_home_and_landed(sim_vehic
     assert any(s.landed_state.value == "in_air" and s.rel_alt_m > 15 for s in states)
     assert not any(s.landed_state.value == "taking_off" and s.ground_speed_m_s > 5 for s in states)
     assert states[-1].on_ground_disarmed
+
+
+def test_a_small_plan_is_flown_every_item_reached_then_home_and_landed(sim_vehicle):
+    fly_small_plan(sim_vehicle)
     assert sim_vehicle.state().armed is False
+
+
+@pytest.mark.px4
+def test_real_px4_flies_the_same_small_plan(px4_vehicle):
+    fly_small_plan(px4_vehicle)
 
 
 def test_snapshots_come_at_five_hertz_or_more(sim_vehicle):
@@ -100,11 +109,11 @@ def test_snapshots_come_at_five_hertz_or_more(sim_vehicle):
     assert states[-1].battery_pct > 90 and states[-1].landed_state.value == "on_ground"
 
 
-def test_a_waypoint_outside_the_fence_is_refused_with_that_reason(sim_vehicle):
-    plan = small_plan(sim_vehicle.home, outside=True)
+def refuse_outside_fence(vehicle) -> None:
+    plan = small_plan(vehicle.home, outside=True)
 
     async def scenario():
-        async with FleetLink.connect([sim_vehicle.connect_url], timeout_s=10) as fleet:
+        async with FleetLink.connect([vehicle.connect_url], timeout_s=30) as fleet:
             flight = Flight(fleet[0], raw_plan(plan), FlightOptions(start_retry_s=3.0))
             return (await fly_all([flight], timeout_s=40))[0]
 
@@ -112,7 +121,17 @@ def test_a_waypoint_outside_the_fence_is_refused_with_that_reason(sim_vehicle):
     assert not outcome.ok
     assert outcome.error is not None and outcome.error.reason is Reason.FENCE_VIOLATION, outcome.error
     assert "vehicle 1" in str(outcome.error) and "waypoint 4" in str(outcome.error)
+    assert outcome.flight_time_s == 0  # refused on the ground: never armed
+
+
+def test_a_waypoint_outside_the_fence_is_refused_with_that_reason(sim_vehicle):
+    refuse_outside_fence(sim_vehicle)
     assert sim_vehicle.state().armed is False
+
+
+@pytest.mark.px4
+def test_real_px4_refuses_the_same_waypoint_outside_the_fence(px4_vehicle):
+    refuse_outside_fence(px4_vehicle)
 
 
 def test_three_vehicles_fly_at_once(sim_fleet):

@@ -270,8 +270,14 @@ class Autopilot:
         elif mode is Mode.RTL:
             self._rtl_phase = "climb"
             self._target = (b.x_m, b.y_m, max(b.z_m, self.config.rtl_alt_m))
+        elif self.airborne:
+            # PX4 holds where the vehicle comes to rest after braking, not where the command found it.
+            speed = math.hypot(b.vx_m_s, b.vy_m_s)
+            brake_m = speed * speed / (2.0 * self.config.accel_m_s2)
+            ux, uy = (b.vx_m_s / speed, b.vy_m_s / speed) if speed > 1e-6 else (0.0, 0.0)
+            self._target = (b.x_m + ux * brake_m, b.y_m + uy * brake_m, b.z_m)
         else:
-            self._target = (b.x_m, b.y_m, b.z_m) if self.airborne else None
+            self._target = None
 
     # ----------------------------------------------------------------- stepping
     def step(self, dt_s: float) -> None:

@@ -69,7 +69,13 @@ class WorkPath:
         return self._transit[key]
 
     def sortie_s(self, a_m: float, b_m: float) -> float:
-        return self.transit_s(a_m) + self.work_s(a_m, b_m) + self.transit_s(b_m) + self.model.takeoff_landing_s
+        """An upper bound on the flight time of the sortie flying [a, b].
+
+        The two corners where the transits meet the path are not known until the sortie is
+        routed; each is bounded by a full U-turn, so a sortie that fits here fits when flown.
+        """
+        joints = 2.0 * self.model.corner_s(math.pi)
+        return self.transit_s(a_m) + self.work_s(a_m, b_m) + self.transit_s(b_m) + joints + self.model.takeoff_landing_s
 
     def farthest(self, a_m: float, budget_s: float) -> float:
         """The farthest sample b ≥ a such that a sortie from a to b fits the budget (a when none does)."""

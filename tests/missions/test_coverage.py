@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from missions.errors import PlanningError
 from missions.planners.coverage import Coverage, coverage_path, lawnmower_path
+from missions.planners.decomposition import boustrophedon_cells
 from missions.planners.routing import Router
 from sitl.testdata import SITES_DIR
 
@@ -119,10 +120,15 @@ def test_l_shape_is_covered_without_waste():
 
 def test_area_with_a_hole_is_decomposed_into_cells():
     area, safe = free_space(shapely.box(0.0, 0.0, 1200.0, 800.0), [shapely.box(400.0, 300.0, 800.0, 500.0)], 5.0)
+    cells = boustrophedon_cells(area, 90.0)
+    assert len(cells) >= 2
+    assert shapely.union_all(cells).symmetric_difference(area).area < 1.0
     coverage = coverage_path(area, safe, 40.0, (20.0, 20.0))
-    assert coverage.cells >= 2
     assert_safe(coverage, safe, (20.0, 20.0), (20.0, 20.0))
     assert covered_fraction(coverage, area, 40.0) >= 0.99
+    # Whatever layout wins, it is no longer than a plain sweep of the same area.
+    for angle in (0.0, 90.0):
+        assert coverage.length_m <= lawnmower_path(area, safe, 40.0, (20.0, 20.0), angle_deg=angle).length_m + 1e-6
 
 
 def test_square_with_hole_is_covered_around_the_hole():

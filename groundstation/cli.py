@@ -20,7 +20,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from groundstation import fly_command, plan_command, sim_command
+    from groundstation import evidence_command, fly_command, plan_command, sim_command
 
     parser = _Parser(prog="borderwatch", description="Plan, fly and watch drone patrols over ports and coastlines.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log everything, MAVSDK's chatter included")
@@ -29,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     plan_command.add_parser(commands)
     sim_command.add_parser(commands)
     fly_command.add_parser(commands)
+    evidence_command.add_parser(commands)
     return parser
 
 

@@ -1,0 +1,526 @@
+"""Tamper-evident evidence: an append-only, hash-chained JSON-lines log with a JPEG per alert.
+
+Layout of an evidence directory::
+
+    DIR/evidence.jsonl                     one record per line, oldest first
+    DIR/snapshots/<seq:08d>-<sha[:16]>.jpg  the JPEG a record names, its SHA-256 in the record
+    DIR/evidence.jsonl.torn-<n>            a half-written final line moved aside after a crash
+    DIR/torn-snapshots/                    snapshots written for a record that never made it to the log
+
+Each line is the canonical JSON (sorted keys, no spaces, UTF-8) of::
+
+    {"seq", "time", "kind", "payload", "snapshot", "snapshot_sha256", "prev_sha256", "sha256"}
+
+``sha256`` is over the canonical JSON of the record without ``sha256``; ``prev_sha256`` is the previous
+line's ``sha256`` (64 zeros for the first). So an edit changes a record's hash, and an edit that also
+recomputes the hash breaks the next record's ``prev_sha256``; a deletion, insertion or reordering breaks
+the chain where it happened. What a chain alone cannot show is the loss of the newest records: cutting
+the file at a line boundary leaves a shorter, valid chain. Keep the last ``sha256`` somewhere else (a
+report, the ground station) when that matters.
+
+Crash safety: the snapshot is written, fsynced and renamed into place before its record; the record is
+one ``os.write`` on an ``O_APPEND`` descriptor followed by ``fsync``. A kill -9 therefore leaves at worst
+a final line without its newline, which :meth:`EvidenceLog.open` moves aside before appending and
+:func:`verify` reports as ``torn_tail`` without failing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import enum
+import fcntl
+import hashlib
+import json
+import os
+import re
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from missions.errors import UserError
+
+LOG_NAME = "evidence.jsonl"
+SNAPSHOTS = "snapshots"
+TORN_SNAPSHOTS = "torn-snapshots"
+ZERO_SHA256 = "0" * 64
+JPEG_MAGIC = b"\xff\xd8"
+
+_FIELDS = ("seq", "time", "kind", "payload", "snapshot", "snapshot_sha256", "prev_sha256", "sha256")
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+_SNAPSHOT_NAME = re.compile(r"(\d{8})-[0-9a-f]{16}\.jpg")
+_TAIL_CHUNK = 64 * 1024
+
+
+class EvidenceError(UserError):
+    """An evidence directory that cannot be opened or read: missing, locked, or its last record unreadable."""
+
+
+def canonical_json(value: Any) -> str:
+    """The one serialisation hashes are taken over; other tools can reproduce it byte for byte."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def record_sha256(body: Mapping[str, Any]) -> str:
+    """SHA-256 of a record's canonical JSON, its own ``sha256`` field left out."""
+    fields = {k: v for k, v in body.items() if k != "sha256"}
+    return hashlib.sha256(canonical_json(fields).encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class EvidenceRecord:
+    seq: int
+    time: str  # ISO 8601, UTC
+    kind: str
+    payload: Mapping[str, Any]
+    snapshot: str | None  # file name under snapshots/
+    snapshot_sha256: str | None
+    prev_sha256: str
+    sha256: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "seq": self.seq,
+            "time": self.time,
+            "kind": self.kind,
+            "payload": _thaw(self.payload),
+            "snapshot": self.snapshot,
+            "snapshot_sha256": self.snapshot_sha256,
+            "prev_sha256": self.prev_sha256,
+            "sha256": self.sha256,
+        }
+
+    @classmethod
+    def from_json(cls, obj: Any) -> EvidenceRecord:
+        """A record from a parsed line; ValueError saying what is wrong with it (hashes are not checked)."""
+        problem = _shape_problem(obj)
+        if problem:
+            raise ValueError(problem)
+        return cls(**{k: obj[k] for k in _FIELDS if k != "payload"}, payload=_freeze(obj["payload"]))
+
+
+def _shape_problem(obj: Any) -> str | None:
+    if not isinstance(obj, dict):
+        return "not a JSON object"
+    missing = [k for k in _FIELDS if k not in obj]
+    if missing:
+        return f"missing field(s) {', '.join(missing)}"
+    extra = sorted(set(obj) - set(_FIELDS))
+    if extra:
+        return f"unexpected field(s) {', '.join(extra)}"
+    if type(obj["seq"]) is not int or obj["seq"] < 1:
+        return "seq is not a positive integer"
+    for key in ("time", "kind"):
+        if not isinstance(obj[key], str):
+            return f"{key} is not a string"
+    if not isinstance(obj["payload"], dict):
+        return "payload is not an object"
+    for key in ("prev_sha256", "sha256"):
+        if not isinstance(obj[key], str) or not _HEX64.fullmatch(obj[key]):
+            return f"{key} is not a SHA-256 hex digest"
+    snap, snap_sha = obj["snapshot"], obj["snapshot_sha256"]
+    if (snap is None) != (snap_sha is None):
+        return "snapshot and snapshot_sha256 must both be set or both be null"
+    if snap is not None:
+        if not isinstance(snap, str) or not _SNAPSHOT_NAME.fullmatch(snap):
+            return "snapshot is not a snapshot file name"
+        if not isinstance(snap_sha, str) or not _HEX64.fullmatch(snap_sha):
+            return "snapshot_sha256 is not a SHA-256 hex digest"
+    return None
+
+
+def _freeze(value: Any) -> Any:
+    # Records cross threads (detector workers to the alert sinks), so their payload is read-only all the way down.
+    if isinstance(value, dict):
+        return MappingProxyType({k: _freeze(v) for k, v in value.items()})
+    if isinstance(value, list):
+        return tuple(_freeze(v) for v in value)
+    return value
+
+
+def _thaw(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _thaw(v) for k, v in value.items()}
+    if isinstance(value, tuple | list):
+        return [_thaw(v) for v in value]
+    return value
+
+
+def _iso_utc(time_s: float) -> str:
+    return dt.datetime.fromtimestamp(time_s, dt.UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _tail(fd: int, size: int) -> tuple[bytes, int]:
+    """The last complete line (b"" if none) and the offset just past it, reading backwards from the end."""
+    buf, pos = b"", size
+    while pos > 0:
+        step = min(_TAIL_CHUNK, pos)
+        pos -= step
+        buf = os.pread(fd, step, pos) + buf
+        end = buf.rfind(b"\n")
+        if end >= 0:
+            start = buf.rfind(b"\n", 0, end)
+            if start >= 0 or pos == 0:
+                return buf[start + 1 : end + 1], pos + end + 1
+    return b"", 0
+
+
+class EvidenceLog:
+    """The writer. One per directory (an exclusive lock says so); ``append`` may be called from any thread."""
+
+    def __init__(self, directory: Path, fd: int, last_seq: int, last_sha256: str, size: int) -> None:
+        self.directory = directory
+        self._fd = fd
+        self._last_seq = last_seq
+        self._last_sha256 = last_sha256
+        self._size = size
+        self._lock = threading.Lock()
+
+    @classmethod
+    def open(cls, directory: str | os.PathLike[str]) -> EvidenceLog:
+        directory = Path(directory)
+        (directory / SNAPSHOTS).mkdir(parents=True, exist_ok=True)
+        path = directory / LOG_NAME
+        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise EvidenceError(f"{directory}: another process is writing this evidence log") from None
+            size = os.fstat(fd).st_size
+            last, end = _tail(fd, size)
+            if end < size:
+                _set_aside_torn_line(directory, fd, end, size)
+                size = end
+            last_seq, last_sha256 = 0, ZERO_SHA256
+            if last:
+                try:
+                    record = EvidenceRecord.from_json(json.loads(last))
+                except ValueError as exc:
+                    raise EvidenceError(
+                        f"{path}: the last record is unreadable ({exc}); run `borderwatch evidence verify {directory}`"
+                    ) from None
+                last_seq, last_sha256 = record.seq, record.sha256
+            _set_aside_orphan_snapshots(directory, last_seq)
+            _fsync_dir(directory)
+        except BaseException:
+            os.close(fd)
+            raise
+        return cls(directory, fd, last_seq, last_sha256, size)
+
+    @property
+    def last_seq(self) -> int:
+        return self._last_seq
+
+    @property
+    def last_sha256(self) -> str:
+        """Worth keeping outside the log: it is what proves no newer records were cut off."""
+        return self._last_sha256
+
+    def append(
+        self,
+        kind: str,
+        payload: Mapping[str, Any],
+        snapshot_jpeg: bytes | None = None,
+        time_s: float | None = None,
+    ) -> EvidenceRecord:
+        if snapshot_jpeg is not None and not snapshot_jpeg.startswith(JPEG_MAGIC):
+            raise ValueError("snapshot_jpeg is not a JPEG (it does not start with FF D8)")
+        stamp = _iso_utc(time.time() if time_s is None else time_s)
+        with self._lock:
+            if self._fd < 0:
+                raise ValueError(f"{self.directory}: evidence log is closed")
+            seq = self._last_seq + 1
+            snapshot = snapshot_sha256 = None
+            if snapshot_jpeg is not None:
+                snapshot_sha256 = hashlib.sha256(snapshot_jpeg).hexdigest()
+                snapshot = f"{seq:08d}-{snapshot_sha256[:16]}.jpg"
+                self._write_snapshot(snapshot, snapshot_jpeg)
+            body = {
+                "seq": seq,
+                "time": stamp,
+                "kind": kind,
+                "payload": dict(payload),
+                "snapshot": snapshot,
+                "snapshot_sha256": snapshot_sha256,
+                "prev_sha256": self._last_sha256,
+            }
+            # Hash what a reader will parse back (tuples become lists, keys become strings), not the caller's dict.
+            body = json.loads(canonical_json(body))
+            body["sha256"] = record_sha256(body)
+            line = (canonical_json(body) + "\n").encode("utf-8")
+            try:
+                _write_all(self._fd, line)
+                os.fsync(self._fd)
+            except BaseException:
+                # A partial line left behind would glue the next record onto it.
+                with contextlib.suppress(OSError):
+                    os.ftruncate(self._fd, self._size)
+                raise
+            self._size += len(line)
+            self._last_seq, self._last_sha256 = seq, body["sha256"]
+            return EvidenceRecord.from_json(body)
+
+    def _write_snapshot(self, name: str, data: bytes) -> None:
+        folder = self.directory / SNAPSHOTS
+        temp = folder / f".{name}.tmp"
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            _write_all(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(temp, folder / name)
+        _fsync_dir(folder)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._fd >= 0:
+                os.close(self._fd)
+                self._fd = -1
+
+    def __enter__(self) -> EvidenceLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _set_aside_torn_line(directory: Path, fd: int, end: int, size: int) -> None:
+    torn = os.pread(fd, size - end, end)
+    n = 1
+    while (directory / f"{LOG_NAME}.torn-{n}").exists():
+        n += 1
+    aside = os.open(directory / f"{LOG_NAME}.torn-{n}", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        _write_all(aside, torn)
+        os.fsync(aside)
+    finally:
+        os.close(aside)
+    os.ftruncate(fd, end)
+    os.fsync(fd)
+
+
+def _set_aside_orphan_snapshots(directory: Path, last_seq: int) -> None:
+    """Half-written snapshots, and whole ones whose record never got written, go to torn-snapshots/."""
+    folder = directory / SNAPSHOTS
+    orphans = []
+    for path in folder.iterdir():
+        match = _SNAPSHOT_NAME.fullmatch(path.name)
+        if (path.name.startswith(".") and path.name.endswith(".tmp")) or (match and int(match[1]) > last_seq):
+            orphans.append(path)
+    if orphans:
+        (directory / TORN_SNAPSHOTS).mkdir(exist_ok=True)
+        for path in orphans:
+            os.replace(path, directory / TORN_SNAPSHOTS / path.name)
+        _fsync_dir(folder)
+
+
+# --- reading and verifying ---------------------------------------------------------------------------------
+
+
+class Problem(enum.Enum):
+    MALFORMED = "malformed line"
+    EDITED = "record edited"
+    REHASHED = "record edited and rehashed"
+    DELETED = "record deleted"
+    INSERTED = "record inserted"
+    REORDERED = "records reordered"
+    CHAIN_BROKEN = "chain broken"
+    SNAPSHOT_MISSING = "snapshot missing"
+    SNAPSHOT_ALTERED = "snapshot altered"
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    ok: bool
+    records: int  # complete lines in the log
+    first_bad: int | None = None  # 1-based line number
+    reason: str = ""
+    torn_tail: bool = False
+    problem: Problem | None = None
+    first_bad_seq: int | None = None  # the seq the bad line claims, when it has one
+    snapshots_verified: int = 0
+    warnings: tuple[str, ...] = field(default_factory=tuple)
+
+
+def log_path(directory: str | os.PathLike[str]) -> Path:
+    """DIR/evidence.jsonl, or EvidenceError naming DIR when there is no evidence there."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise EvidenceError(f"{directory}: no such evidence directory")
+    path = directory / LOG_NAME
+    if not path.is_file():
+        raise EvidenceError(f"{directory}: not an evidence directory (it holds no {LOG_NAME})")
+    return path
+
+
+def _split(data: bytes) -> tuple[list[bytes], bool]:
+    """Complete lines (without newline) and whether a final line was cut off before its newline."""
+    lines = data.split(b"\n")
+    torn = lines.pop() != b""
+    return lines, torn
+
+
+def read_records(directory: str | os.PathLike[str]) -> Iterator[tuple[int, EvidenceRecord | str]]:
+    """(line number, record or what is wrong with the line) for each complete line; hashes not checked."""
+    lines, _ = _split(log_path(directory).read_bytes())
+    for number, raw in enumerate(lines, 1):
+        yield number, _parse(raw)
+
+
+def _parse(raw: bytes) -> EvidenceRecord | str:
+    try:
+        obj = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        return "not a JSON record (cut short or overwritten?)"
+    try:
+        return EvidenceRecord.from_json(obj)
+    except ValueError as exc:
+        return str(exc)
+
+
+def verify(directory: str | os.PathLike[str]) -> VerifyReport:
+    """Check every hash, link and snapshot; name the first line where the log stops being trustworthy."""
+    directory = Path(directory)
+    lines, torn = _split(log_path(directory).read_bytes())
+    parsed = [_parse(raw) for raw in lines]
+    referenced = {r.snapshot for r in parsed if isinstance(r, EvidenceRecord) and r.snapshot}
+    warnings = _stray_snapshots(directory, referenced)
+    bad = _first_bad(directory, parsed)
+    if bad is None:
+        verified = sum(1 for r in parsed if isinstance(r, EvidenceRecord) and r.snapshot)
+        return VerifyReport(True, len(lines), torn_tail=torn, snapshots_verified=verified, warnings=warnings)
+    line, problem, reason = bad
+    record = parsed[line - 1]
+    return VerifyReport(
+        ok=False,
+        records=len(lines),
+        first_bad=line,
+        reason=reason,
+        torn_tail=torn,
+        problem=problem,
+        first_bad_seq=record.seq if isinstance(record, EvidenceRecord) else None,
+        warnings=warnings,
+    )
+
+
+def _stray_snapshots(directory: Path, referenced: set[str]) -> tuple[str, ...]:
+    folder = directory / SNAPSHOTS
+    if not folder.is_dir():
+        return ()
+    warnings = []
+    for path in sorted(folder.iterdir()):
+        if path.name in referenced:
+            continue
+        if path.name.startswith(".") and path.name.endswith(".tmp"):
+            warnings.append(f"{SNAPSHOTS}/{path.name}: an unfinished snapshot write (a crash?), in no record")
+        else:
+            warnings.append(f"{SNAPSHOTS}/{path.name}: not referenced by any record (injected?)")
+    return tuple(warnings)
+
+
+def _first_bad(directory: Path, parsed: list[EvidenceRecord | str]) -> tuple[int, Problem, str] | None:
+    line_of_hash = {r.sha256: n for n, r in enumerate(parsed, 1) if isinstance(r, EvidenceRecord)}
+    line_of_hash.setdefault(ZERO_SHA256, 0)  # "follows line 0": claims to start the log
+    follower_of: dict[str, int] = {}  # sha256 -> first line whose prev_sha256 it is
+    for n, r in enumerate(parsed, 1):
+        if isinstance(r, EvidenceRecord):
+            follower_of.setdefault(r.prev_sha256, n)
+    prev: EvidenceRecord | None = None
+    for n, rec in enumerate(parsed, 1):
+        if isinstance(rec, str):
+            return n, Problem.MALFORMED, f"line {n} is malformed: {rec}"
+        if record_sha256(rec.to_json()) != rec.sha256:
+            return n, Problem.EDITED, f"record {rec.seq} was edited: its sha256 does not match its content"
+        expected = prev.sha256 if prev else ZERO_SHA256
+        if rec.prev_sha256 != expected:
+            return _broken_link(n, rec, prev, parsed, line_of_hash, follower_of)
+        if rec.seq != (prev.seq + 1 if prev else 1):
+            before = f"record {prev.seq}" if prev else "the start of the log"
+            return n, Problem.CHAIN_BROKEN, f"record {rec.seq} follows {before}: its sequence number is wrong"
+        if rec.snapshot:
+            path = directory / SNAPSHOTS / rec.snapshot
+            if not path.is_file():
+                return n, Problem.SNAPSHOT_MISSING, f"snapshot {SNAPSHOTS}/{rec.snapshot} is missing"
+            if hashlib.sha256(path.read_bytes()).hexdigest() != rec.snapshot_sha256:
+                return (
+                    n,
+                    Problem.SNAPSHOT_ALTERED,
+                    f"snapshot {SNAPSHOTS}/{rec.snapshot} was altered: its sha256 does not match the record",
+                )
+        prev = rec
+    return None
+
+
+def _broken_link(
+    n: int,
+    rec: EvidenceRecord,
+    prev: EvidenceRecord | None,
+    parsed: list[EvidenceRecord | str],
+    line_of_hash: dict[str, int],
+    follower_of: dict[str, int],
+) -> tuple[int, Problem, str]:
+    """Line n does not chain to line n-1: say what most likely happened, and which line is the first bad one."""
+
+    def name(line: int) -> str:
+        r = parsed[line - 1]
+        return f"record {r.seq} (line {line})" if isinstance(r, EvidenceRecord) else f"line {line}"
+
+    before = line_of_hash.get(rec.prev_sha256)
+    if before is not None and before < n - 1:
+        anchor = name(before) if before else "the start of the log"
+        intruders = f"{name(before + 1)} was" if before + 1 == n - 1 else f"lines {before + 1}–{n - 1} were"
+        return before + 1, Problem.INSERTED, f"{intruders} inserted: {name(n)} chains directly to {anchor}"
+    if before is not None and before > n - 1:
+        return n, Problem.REORDERED, f"record {rec.seq} is out of order: the record it follows is {name(before)}"
+    # What this line follows is not in the log: it was deleted, altered, or this line is a forgery.
+    expected = prev.sha256 if prev else ZERO_SHA256
+    successor = follower_of.get(expected)
+    if successor is not None and successor > n:
+        after = f"record {prev.seq}" if prev else "the start of the log"
+        intruders = f"{name(n)} was" if successor == n + 1 else f"lines {n}–{successor - 1} were"
+        return n, Problem.INSERTED, f"{intruders} inserted: {name(successor)} is what follows {after}"
+    if prev is None:
+        if rec.seq > 1:
+            gone = "record 1 was" if rec.seq == 2 else f"records 1–{rec.seq - 1} were"
+            return n, Problem.DELETED, f"the log starts at record {rec.seq}: {gone} deleted"
+        return n, Problem.CHAIN_BROKEN, "the first record does not start a chain (its prev_sha256 is not zeros)"
+    if rec.seq == prev.seq + 1:
+        nxt = parsed[n] if n < len(parsed) else None
+        vouched = isinstance(nxt, EvidenceRecord) and nxt.prev_sha256 == rec.sha256
+        if vouched or nxt is None:
+            return (
+                n - 1,
+                Problem.REHASHED,
+                f"record {prev.seq} was edited and its sha256 recomputed: "
+                f"record {rec.seq} was chained to a different record {prev.seq}",
+            )
+        return n, Problem.CHAIN_BROKEN, f"record {rec.seq} was forged or replaced: it chains to no record in the log"
+    if rec.seq > prev.seq + 1:
+        first, last = prev.seq + 1, rec.seq - 1
+        gone = f"record {first} was" if first == last else f"records {first}–{last} were"
+        return n, Problem.DELETED, f"record {rec.seq} follows record {prev.seq}: {gone} deleted"
+    return (
+        n,
+        Problem.REORDERED,
+        f"record {rec.seq} follows record {prev.seq}: out of order, or inserted (its predecessor is not in the log)",
+    )

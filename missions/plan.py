@@ -40,6 +40,43 @@ NAV_COMMANDS_WITH_POSITION = frozenset(
 )
 
 
+class MissionType(enum.IntEnum):
+    MISSION = 0
+    FENCE = 1
+    RALLY = 2
+
+
+@dataclass(frozen=True)
+class RawItem:
+    """One MISSION_ITEM_INT as MAVLink carries it (and MAVSDK's MissionRaw.MissionItem, field for field).
+
+    Both ends of the link use it: the fleet link sends it, the simulator receives it. In
+    global frames x and y are degrees × 1e7.
+    """
+
+    seq: int
+    frame: int
+    command: int
+    current: int
+    autocontinue: int
+    param1: float
+    param2: float
+    param3: float
+    param4: float
+    x: int
+    y: int
+    z: float
+    mission_type: int
+
+    @property
+    def lat_deg(self) -> float:
+        return self.x / 1e7
+
+    @property
+    def lon_deg(self) -> float:
+        return self.y / 1e7
+
+
 @dataclass(frozen=True)
 class Waypoint:
     lat_deg: float

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import math
 
+from missions.plan import RawItem
 from sitl.fence import Fence
-from sitl.model import LandedState, Mode, RawItem, VehicleConfig
+from sitl.model import LandedState, Mode, VehicleConfig
 from sitl.physics import Body, FlatFrame
 
 ACCEPTED, TEMPORARILY_REJECTED, DENIED, UNSUPPORTED, FAILED = 0, 1, 2, 3, 4

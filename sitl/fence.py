@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from sitl.model import RawItem
+from missions.plan import RawItem
 from sitl.physics import FlatFrame
 
 POLY_IN, POLY_OUT, CIRCLE_IN, CIRCLE_OUT = 5001, 5002, 5003, 5004

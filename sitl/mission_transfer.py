@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import time
 
+from missions.plan import RawItem
 from sitl.autopilot import Autopilot
 from sitl.link import Link
-from sitl.model import RawItem
 
 RETRY_S = 0.4
 MAX_RETRIES = 5

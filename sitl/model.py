@@ -93,39 +93,6 @@ class LandedState(enum.IntEnum):
     LANDING = 4
 
 
-class MissionType(enum.IntEnum):
-    MISSION = 0
-    FENCE = 1
-    RALLY = 2
-
-
-@dataclass(frozen=True)
-class RawItem:
-    """One MISSION_ITEM_INT as received: x/y are degrees * 1e7 in global frames."""
-
-    seq: int
-    frame: int
-    command: int
-    current: int
-    autocontinue: int
-    param1: float
-    param2: float
-    param3: float
-    param4: float
-    x: int
-    y: int
-    z: float
-    mission_type: int
-
-    @property
-    def lat_deg(self) -> float:
-        return self.x / 1e7
-
-    @property
-    def lon_deg(self) -> float:
-        return self.y / 1e7
-
-
 @dataclass(frozen=True)
 class SimState:
     """A snapshot of one simulated vehicle, safe to hand across threads."""

@@ -22,7 +22,8 @@ import threading
 import time
 from collections.abc import Sequence
 
-from sitl.model import LandedState, Mode, RawItem, SimState, VehicleConfig
+from missions.plan import RawItem
+from sitl.model import LandedState, Mode, SimState, VehicleConfig
 from sitl.physics import FlatFrame
 from sitl.vehicle import SimVehicle
 

@@ -11,10 +11,11 @@ import logging
 import math
 import time
 
+from missions.plan import RawItem
 from sitl.autopilot import ACCEPTED, DENIED, UNSUPPORTED, Autopilot, _int
 from sitl.link import Link
 from sitl.mission_transfer import MissionTransfer
-from sitl.model import RawItem, SimState, VehicleConfig
+from sitl.model import SimState, VehicleConfig
 from sitl.params import decode, encode, px4_params
 from sitl.telemetry import AUTOPILOT_VERSION, HOME_POSITION, Telemetry
 

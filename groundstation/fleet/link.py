@@ -20,7 +20,7 @@ from mavsdk.asyncio.plugins.telemetry import TelemetryAsync
 
 from groundstation.fleet.feed import Feed
 from groundstation.fleet.mavsdk_log import route_mavsdk_logs
-from groundstation.fleet.mission import RawItem, RawPlan, differences, raw_plan
+from groundstation.fleet.mission import RawPlan, differences, from_mavsdk, raw_plan, to_mavsdk
 from groundstation.fleet.reasons import action_reason, transfer_reason
 from groundstation.fleet.state import FleetError, FleetEvent, Reason, Severity, VehicleState, vehicle_name
 from groundstation.fleet.telemetry import VehicleTelemetry
@@ -138,10 +138,10 @@ class VehicleLink:
         # MAVSDK 4.1 refuses to upload an empty list (NO_MISSION_AVAILABLE), so a plan without a fence
         # or rally points leaves whatever the vehicle holds; verify() then leaves those alone too.
         if raw.fence:
-            await self._transfer("fence upload", m.upload_geofence, [i.to_mavsdk() for i in raw.fence], deadline)
+            await self._transfer("fence upload", m.upload_geofence, [to_mavsdk(i) for i in raw.fence], deadline)
         if raw.rally:
-            await self._transfer("rally upload", m.upload_rally_points, [i.to_mavsdk() for i in raw.rally], deadline)
-        await self._transfer("mission upload", m.upload_mission, [i.to_mavsdk() for i in raw.mission], deadline)
+            await self._transfer("rally upload", m.upload_rally_points, [to_mavsdk(i) for i in raw.rally], deadline)
+        await self._transfer("mission upload", m.upload_mission, [to_mavsdk(i) for i in raw.mission], deadline)
         self._uploaded = raw
         self._telemetry.expect_mission(len(raw.mission))
         if verify:
@@ -162,7 +162,7 @@ class VehicleLink:
             if not sent and what != "mission":
                 continue
             items = await self._transfer(f"{what} download", download, None, deadline)
-            problems += differences(sent, [RawItem.from_mavsdk(i) for i in items], what)
+            problems += differences(sent, [from_mavsdk(i) for i in items], what)
         if problems:
             more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
             raise FleetError(self.index, Reason.VERIFY_FAILED, "; ".join(problems[:3]) + more)

@@ -12,13 +12,12 @@ relative to home. Unlike that importer we turn a DO_JUMP's target from QGroundCo
 
 from __future__ import annotations
 
-import enum
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from missions.errors import InputError
-from missions.plan import Command, Frame, MissionPlan
+from missions.plan import Command, Frame, MissionPlan, MissionType, RawItem
 
 MAV_FRAME_GLOBAL = 0
 MAV_FRAME_MISSION = 2
@@ -28,45 +27,21 @@ MAV_FRAME_GLOBAL_RELATIVE_ALT = 3
 _SAME_FRAME = {5: 0, 6: 3, 11: 10}
 
 
-class MissionType(enum.IntEnum):
-    MISSION = 0
-    FENCE = 1
-    RALLY = 2
+def to_mavsdk(item: RawItem):  # -> mavsdk.plugins.mission_raw.MissionItem
+    from mavsdk.plugins.mission_raw import MissionItem
+
+    return MissionItem(
+        item.seq, item.frame, item.command, item.current, item.autocontinue,
+        item.param1, item.param2, item.param3, item.param4, item.x, item.y, item.z, item.mission_type,
+    )  # fmt: skip
 
 
-@dataclass(frozen=True)
-class RawItem:
-    """One MISSION_ITEM_INT, field for field as MAVSDK's MissionRaw.MissionItem."""
-
-    seq: int
-    frame: int
-    command: int
-    current: int
-    autocontinue: int
-    param1: float
-    param2: float
-    param3: float
-    param4: float
-    x: int
-    y: int
-    z: float
-    mission_type: int
-
-    def to_mavsdk(self):  # -> mavsdk.plugins.mission_raw.MissionItem
-        from mavsdk.plugins.mission_raw import MissionItem
-
-        return MissionItem(
-            self.seq, self.frame, self.command, self.current, self.autocontinue,
-            self.param1, self.param2, self.param3, self.param4, self.x, self.y, self.z, self.mission_type,
-        )  # fmt: skip
-
-    @classmethod
-    def from_mavsdk(cls, item) -> RawItem:
-        return cls(
-            int(item.seq), int(item.frame), int(item.command), int(item.current), int(item.autocontinue),
-            float(item.param1), float(item.param2), float(item.param3), float(item.param4),
-            int(item.x), int(item.y), float(item.z), int(item.mission_type),
-        )  # fmt: skip
+def from_mavsdk(item) -> RawItem:
+    return RawItem(
+        int(item.seq), int(item.frame), int(item.command), int(item.current), int(item.autocontinue),
+        float(item.param1), float(item.param2), float(item.param3), float(item.param4),
+        int(item.x), int(item.y), float(item.z), int(item.mission_type),
+    )  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,16 @@ from mavsdk.mavsdk import Configuration, Mavsdk
 from mavsdk.plugins.mission_raw.mission_raw import MissionRaw
 
 from groundstation.cli import main
-from groundstation.fleet.mission import RawItem, differences, fence_items, mission_items, rally_items, raw_plan
+from groundstation.fleet.mission import (
+    RawItem,
+    differences,
+    fence_items,
+    from_mavsdk,
+    mission_items,
+    rally_items,
+    raw_plan,
+    to_mavsdk,
+)
 from missions.errors import InputError
 from missions.formats.qgc_plan import read_plan, write_plan
 from missions.plan import FenceCircle, FencePolygon, MissionItem, MissionPlan, Waypoint
@@ -93,7 +102,7 @@ def test_rally_points_are_relative_to_home():
 def test_raw_items_survive_the_trip_through_mavsdk_structures():
     raw = raw_plan(_loop_plan())
     for item in (*raw.mission, *raw.fence, *raw.rally):
-        again = RawItem.from_mavsdk(item.to_mavsdk().to_c_struct())
+        again = from_mavsdk(to_mavsdk(item).to_c_struct())
         assert differences([item], [again]) == []
 
 
@@ -164,7 +173,7 @@ def mavsdk_importer():
 
 
 def _theirs(items) -> list[RawItem]:
-    return [RawItem.from_mavsdk(i) for i in items]
+    return [from_mavsdk(i) for i in items]
 
 
 @pytest.mark.parametrize("name", ["mavsdk-sample", "px4-sitl-multirotor"])  # MAVSDK refuses the third (rally v1)

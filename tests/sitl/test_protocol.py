@@ -6,8 +6,8 @@ import time
 
 import pytest
 
+from missions.plan import MissionType
 from sitl.ground import GroundLink
-from sitl.model import MissionType
 
 LAT, LON = 361280000, -54380000
 FENCE_SQUARE = [(6, 5001, 4, 0, 0, 0, LAT + dy, LON + dx, 0) for dy, dx in ((-50000, -50000), (-50000, 50000),

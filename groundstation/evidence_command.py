@@ -6,7 +6,8 @@ import argparse
 import sys
 
 from missions.errors import UserError
-from vision.evidence import EvidenceRecord, read_records, verify
+from vision.evidence import EvidenceRecord
+from vision.evidence_verify import read_records, verify
 
 EXIT_TAMPERED = 1  # not 2: a tampered log is a finding about the evidence, not a mistake on the command line
 _PAYLOAD_WIDTH = 48

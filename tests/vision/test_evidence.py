@@ -21,11 +21,10 @@ from vision.evidence import (
     SNAPSHOTS,
     EvidenceError,
     EvidenceLog,
-    Problem,
     canonical_json,
     record_sha256,
-    verify,
 )
+from vision.evidence_verify import Problem, verify
 
 REPO = Path(__file__).resolve().parents[2]
 RECORDS = 20

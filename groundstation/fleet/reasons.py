@@ -29,19 +29,19 @@ def severity_of(status_text_type: int) -> Severity:
     return Severity(min(int(status_text_type), int(Severity.CRITICAL)))
 
 
-def action_reason(result_name: str) -> Reason:
-    """An ActionResult / MissionRawResult name as a Reason."""
+def _result_reason(result_name: str, otherwise: Reason) -> Reason:
     if "TIMEOUT" in result_name:
         return Reason.TIMEOUT
     if result_name in ("NO_SYSTEM", "CONNECTION_ERROR"):
         return Reason.LINK_LOST
-    return Reason.COMMAND_DENIED
+    return otherwise
+
+
+def action_reason(result_name: str) -> Reason:
+    """An ActionResult / MissionRawResult name as a Reason."""
+    return _result_reason(result_name, Reason.COMMAND_DENIED)
 
 
 def transfer_reason(result_name: str) -> Reason:
     """A MissionRawResult name from an upload or download as a Reason."""
-    if "TIMEOUT" in result_name:
-        return Reason.TIMEOUT
-    if result_name in ("NO_SYSTEM", "CONNECTION_ERROR"):
-        return Reason.LINK_LOST
-    return Reason.MISSION_REJECTED
+    return _result_reason(result_name, Reason.MISSION_REJECTED)

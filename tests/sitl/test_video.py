@@ -1,0 +1,135 @@
+"""The simulated camera's H.264/RTP stream, checked by receiving it with vision's RTP source."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sitl.pytest_plugin import free_port_block
+from sitl.video import H264RtpStreamer, video_port
+from vision.sources import open_source
+
+WIDTH, HEIGHT, BITS = 320, 240, 8
+
+
+def numbered_image(n: int) -> np.ndarray:
+    """A grey image with `n` written across its top as 8 black or white 40-pixel squares."""
+    image = np.full((HEIGHT, WIDTH, 3), 128, np.uint8)
+    for bit in range(BITS):
+        image[:40, bit * 40 : (bit + 1) * 40] = 255 if n >> bit & 1 else 0
+    return image
+
+
+def number_in(image: np.ndarray) -> int:
+    return sum(1 << bit for bit in range(BITS) if image[5:35, bit * 40 + 5 : bit * 40 + 35].mean() > 128)
+
+
+@pytest.mark.parametrize(("index", "port"), [(0, 5600), (1, 5602), (3, 5606)])
+def test_vehicles_stream_to_even_ports_from_5600(index, port):
+    assert video_port(index) == port
+
+
+def test_a_negative_vehicle_index_has_no_port():
+    with pytest.raises(ValueError, match="index"):
+        video_port(-1)
+
+
+def test_the_sdp_file_describes_the_stream_before_the_first_frame(tmp_path):
+    with H264RtpStreamer(free_port_block(2), tmp_path / "cam.sdp") as streamer:
+        sdp = (tmp_path / "cam.sdp").read_bytes().decode()
+    assert sdp.startswith("v=0\r\n")
+    for line in (
+        f"m=video {streamer.port} RTP/AVP 96",
+        "a=rtpmap:96 H264/90000",
+        "a=fmtp:96 packetization-mode=1",
+        "c=IN IP4 127.0.0.1",
+    ):
+        assert line in sdp.split("\r\n")
+
+
+@pytest.mark.parametrize(
+    ("image", "message"),
+    [
+        (np.zeros((720, 1280, 3), np.uint8), r"must be 320×240 .*got shape 720×1280×3"),
+        (np.zeros((HEIGHT, WIDTH), np.uint8), r"must be 320×240 .*got shape 240×320 uint8"),
+        (np.zeros((HEIGHT, WIDTH, 3), np.float32), r"must be 320×240 BGR uint8 .*float32"),
+    ],
+    ids=["wrong-size", "grey", "float"],
+)
+def test_a_frame_that_does_not_fit_the_stream_is_refused(tmp_path, image, message):
+    with H264RtpStreamer(free_port_block(2), tmp_path / "cam.sdp", WIDTH, HEIGHT) as streamer:
+        with pytest.raises(ValueError, match=message):
+            streamer.send(image, time.time())
+        assert streamer.frames_sent == 0
+
+
+def test_an_odd_frame_size_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="even frame size, got 321×240"):
+        H264RtpStreamer(free_port_block(2), tmp_path / "cam.sdp", 321, 240)
+
+
+def open_descriptors() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="counts descriptors in /proc")
+def test_closing_frees_the_socket_and_refuses_more_frames(tmp_path):
+    before = open_descriptors()
+    streamer = H264RtpStreamer(free_port_block(2), tmp_path / "cam.sdp", WIDTH, HEIGHT)
+    streamer.send(numbered_image(1), time.time())
+    assert open_descriptors() > before
+    streamer.close()
+    assert open_descriptors() == before
+    with pytest.raises(ValueError, match="closed"):
+        streamer.send(numbered_image(2), time.time())
+
+
+def test_each_frame_arrives_stamped_with_its_capture_time(tmp_path):
+    port = free_port_block(2)
+    start = round(time.time(), 3) - 1.0
+    # Irregular capture times: the stamps must come from them, not from counting frames.
+    capture_s = [start + 0.04 * n + (0.013 if n % 3 == 0 else 0.0) for n in range(45)]
+    received = {}
+    with open_source(str(port)) as source, H264RtpStreamer(port, tmp_path / "cam.sdp", WIDTH, HEIGHT) as streamer:
+        for n, stamp in enumerate(capture_s):
+            streamer.send(numbered_image(n), stamp)
+            frame = source.read(0.05)
+            if frame is not None:
+                received[number_in(frame.image)] = frame
+        streamer.close()
+        while (frame := source.read(0.5)) is not None:
+            received[number_in(frame.image)] = frame
+    assert len(received) > 30
+    for n, frame in received.items():
+        assert frame.time_s == pytest.approx(capture_s[n], abs=1e-3), n
+
+
+@pytest.mark.parametrize("sent_fps", [30, 8], ids=["nominal-rate", "slow-camera"])
+def test_a_receiver_that_joins_late_decodes_within_a_second(tmp_path, sent_fps):
+    port = free_port_block(2)
+    with H264RtpStreamer(port, tmp_path / "cam.sdp", WIDTH, HEIGHT, fps=30) as streamer:
+        n = 0
+
+        def send_for(seconds: float) -> None:
+            nonlocal n
+            until = time.monotonic() + seconds
+            while time.monotonic() < until:
+                streamer.send(numbered_image(n % 256), time.time())
+                n += 1
+                time.sleep(1 / sent_fps)
+
+        send_for(0.5)  # well past the first keyframes
+        with open_source(str(tmp_path / "cam.sdp")) as source:
+            joined = time.monotonic()
+            first = None
+            while first is None and time.monotonic() - joined < 3.0:
+                send_for(1 / sent_fps)
+                first = source.read(0.0)
+            waited_s = time.monotonic() - joined
+    assert first is not None, source.stats()
+    assert first.image.shape == (HEIGHT, WIDTH, 3)
+    assert waited_s < 1.3

@@ -1,0 +1,415 @@
+"""Where frames come from: live RTP/UDP and RTSP streams, video files and image folders.
+
+``open_source(spec)`` reads the kind from the spec: an SDP file, ``udp://HOST:PORT``,
+``rtp://HOST:PORT`` or a bare port (H.264 over RTP, described by an SDP written for it),
+``rtsp://…``, a video file, or a folder of images. Every source reads the same way
+(:class:`vision.frames.Source`): ``read(timeout_s)`` gives the next frame, or None.
+
+Live sources decode on a thread of their own and keep only the newest frame: a consumer
+slower than the camera always gets a fresh frame, the ones it missed are counted as
+dropped, and latency stays bounded. A stream that stalls, ends or fails is reopened with
+backoff (0.1 s doubling to 1 s) until the source is closed; a packet the decoder rejects
+is counted and skipped. Files and folders deliver every frame in order, then finish.
+
+Capture time of RTP frames: FFmpeg's RTP demuxer turns the sender's RTCP sender reports
+into a producer reference time on each packet, the sender's wall clock at capture (see
+``sitl.video``). Reports come with a stream's first packet and then every 5 s, so after
+joining a running stream, and for senders that send no RTCP (PX4's GStreamer camera),
+frames are stamped with their receive time until the first report arrives.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import struct
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import av
+
+from missions.errors import InputError
+from vision.frames import Frame, Source, SourceBase
+
+IMAGE_SUFFIXES = (".bmp", ".jpeg", ".jpg", ".png", ".tif", ".tiff", ".webp")
+BACKOFF_FIRST_S = 0.1
+BACKOFF_MAX_S = 1.0
+_POLL_S = 0.2
+# A sender stamp this far from the receive time comes from a stale RTCP mapping, a forged
+# report, or a clock not worth trusting.
+_MAX_SENDER_SKEW_S = 10.0
+_MAX_PTS_JUMP_S = 5.0
+_STAMPS_KEPT = 64
+_END_OF_STREAM = "end of stream"
+_LIVE_OPTIONS = {"probesize": "32", "analyzeduration": "0"}  # no probing: SPS/PPS come in-band
+_RTP_OPTIONS = {
+    **_LIVE_OPTIONS,
+    "protocol_whitelist": "file,udp,rtp",
+    # No reordering queue: a lost packet costs a damaged frame rather than a wait.
+    "reorder_queue_size": "0",
+    "buffer_size": str(4 << 20),
+}
+
+
+class SourceError(InputError):
+    """A video source that cannot be opened: missing, empty, unreadable, or not what it claims to be."""
+
+
+def h264_sdp(port: int, host: str = "127.0.0.1") -> str:
+    """The SDP of one H.264 stream sent as RTP (payload type 96, packetization mode 1) to `host:port`."""
+    lines = ["v=0", f"o=- 0 0 IN IP4 {host}", "s=borderwatch camera", f"c=IN IP4 {host}", "t=0 0"]
+    lines += [f"m=video {port} RTP/AVP 96", "a=rtpmap:96 H264/90000", "a=fmtp:96 packetization-mode=1"]
+    return "\r\n".join(lines) + "\r\n"
+
+
+def open_source(spec: str, name: str | None = None, *, realtime: bool = False, stall_timeout_s: float = 1.0) -> Source:
+    """Opens `spec` (see the module doc) as a source called `name`. `realtime` paces video
+    files at their own rate; a live stream silent for `stall_timeout_s` is reopened."""
+    spec = spec.strip()
+    if spec.isdigit():
+        return _udp_source(spec, "127.0.0.1", int(spec), name, stall_timeout_s)
+    url = urlsplit(spec)
+    if url.scheme in ("udp", "rtp"):
+        try:
+            port = url.port
+        except ValueError:
+            port = None
+        if port is None:
+            raise SourceError(spec, f"a {url.scheme}:// source needs a port, e.g. {url.scheme}://127.0.0.1:5600")
+        return _udp_source(spec, url.hostname or "0.0.0.0", port, name, stall_timeout_s)
+    if url.scheme in ("rtsp", "rtsps"):
+        options = {**_LIVE_OPTIONS, "rtsp_transport": "tcp", "timeout": str(round(stall_timeout_s * 1e6))}
+        return LiveSource(spec, name or spec, None, options, stall_timeout_s)
+    if len(url.scheme) > 1 and "://" in spec:
+        raise SourceError(
+            spec, "unsupported kind of source: give a file, a folder, an SDP file, udp://, rtp:// or rtsp://"
+        )
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        return ImageFolderSource(path, name or path.name)
+    if not path.exists():
+        raise SourceError(spec, "no such file or folder")
+    if path.suffix.lower() == ".sdp" or _starts_with(path, b"v=0"):
+        port = _sdp_video_port(path)
+        return LiveSource(str(path), name or path.stem, "sdp", _RTP_OPTIONS, stall_timeout_s, port)
+    return VideoFileSource(path, name or path.stem, realtime)
+
+
+def _udp_source(spec: str, host: str, port: int, name: str | None, stall_timeout_s: float) -> LiveSource:
+    if not 0 < port < 65535:
+        raise SourceError(spec, f"UDP port must be in 1…65534 (RTCP uses port + 1), got {port}")
+    handle, sdp_path = tempfile.mkstemp(prefix="borderwatch-", suffix=".sdp")
+    with os.fdopen(handle, "w") as file:
+        file.write(h264_sdp(port, host))
+    return LiveSource(sdp_path, name or f"udp:{port}", "sdp", _RTP_OPTIONS, stall_timeout_s, port, Path(sdp_path))
+
+
+def _starts_with(path: Path, prefix: bytes) -> bool:
+    try:
+        with path.open("rb") as file:
+            return file.read(len(prefix)) == prefix
+    except OSError:
+        return False
+
+
+def _sdp_video_port(path: Path) -> int:
+    """The video port of an SDP file, or a SourceError saying why it is not one."""
+    try:
+        lines = [line.strip() for line in path.read_text(errors="replace").splitlines() if line.strip()]
+    except OSError as error:
+        raise SourceError(str(path), f"cannot read: {error.strerror}") from None
+    if not lines or lines[0] != "v=0":
+        raise SourceError(str(path), "not an SDP file: its first line is not 'v=0'")
+    for line in lines:
+        if match := re.fullmatch(r"m=video (\d+)\s.*", line):
+            return int(match.group(1))
+    raise SourceError(str(path), "the SDP describes no video stream (no 'm=video PORT …' line)")
+
+
+def _side_data_number(packet: av.Packet, kind: str, layout: str) -> int | None:
+    side = packet.get_sidedata(kind)
+    data = bytes(side) if side else b""
+    return struct.unpack_from(layout, data)[0] if len(data) >= struct.calcsize(layout) else None
+
+
+class _Session:
+    """What one connection to a live stream remembers from packet to packet."""
+
+    def __init__(self) -> None:
+        self.sender_times: dict[int, float] = {}  # pts → sender's capture time, until its frame is decoded
+        self.last_pts_s: float | None = None
+        self.ssrc: int | None = None
+        self.awaiting_keyframe = False
+
+
+class LiveSource(SourceBase):
+    """A live stream FFmpeg can open (an SDP file, an RTSP URL), decoded on a background thread.
+
+    ``close`` stops the thread within 0.2 s over UDP; over RTSP, where interrupting a read
+    can cut a packet in half, within the stall timeout.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        name: str,
+        format_name: str | None,
+        options: dict[str, str],
+        stall_timeout_s: float = 1.0,
+        port: int | None = None,
+        temporary_sdp: Path | None = None,
+    ) -> None:
+        super().__init__(name)
+        self._url, self._format, self._options = url, format_name, options
+        self._stall_s = stall_timeout_s
+        self._poll_s = min(_POLL_S, stall_timeout_s) if format_name == "sdp" else stall_timeout_s
+        self._port = port
+        self._temporary_sdp = temporary_sdp
+        self._newest: tuple[av.VideoFrame, float, float] | None = None
+        self._decoded = 0
+        self._closed = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"video source {name}", daemon=True)
+        self._thread.start()
+
+    @property
+    def finished(self) -> bool:
+        return self._closed
+
+    def read(self, timeout_s: float = 1.0) -> Frame | None:
+        """The newest frame not yet read, waiting up to `timeout_s` for one; None if none came."""
+        deadline = time.monotonic() + timeout_s
+        with self._lock:
+            while self._newest is None and not self._closed:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return None
+                self._lock.wait(remaining)
+            if self._newest is None:
+                return None
+            video_frame, time_s, received_s = self._newest
+            self._newest = None
+        # Converting here, not on the reader thread, spends no CPU on frames that get dropped.
+        return self._deliver(video_frame.to_ndarray(format="bgr24"), time_s, received_s)
+
+    def close(self) -> None:
+        """Stops the reader thread and frees its sockets."""
+        with self._lock:
+            self._closed = True
+            self._lock.notify_all()
+        self._stop.set()
+        self._thread.join(self._poll_s + 1.0)
+        if self._temporary_sdp is not None:
+            self._temporary_sdp.unlink(missing_ok=True)
+
+    def _run(self) -> None:
+        delay = BACKOFF_FIRST_S
+        while True:
+            decoded_before = self._decoded
+            try:
+                reason = self._stream_once()
+            except Exception as error:  # whatever FFmpeg raises, the reader lives on and reconnects
+                reason = f"{type(error).__name__}: {error}"
+                if self._port is not None and isinstance(error, av.InvalidDataError):
+                    reason += f" (is UDP port {self._port} or {self._port + 1} taken by another receiver?)"
+            if self._stop.is_set():
+                return
+            with self._lock:
+                self._last_error = reason
+            streamed = self._decoded > decoded_before
+            if streamed:
+                delay = BACKOFF_FIRST_S
+            # A sender that said goodbye may be back at once (a restarted camera): listening
+            # again without delay catches its first keyframe instead of waiting for the next.
+            if not (streamed and reason == _END_OF_STREAM):
+                if self._stop.wait(delay):
+                    return
+                delay = min(2 * delay, BACKOFF_MAX_S)
+            with self._lock:
+                self._reconnects += 1
+
+    def _stream_once(self) -> str:
+        """Decodes one connection until it ends, stalls or the source closes; says why it stopped."""
+        container = av.open(self._url, format=self._format, options=self._options, timeout=self._poll_s)
+        try:
+            if not container.streams.video:
+                return f"{self._url}: no video stream"
+            stream = container.streams.video[0]
+            session = _Session()
+            last_packet_s = time.monotonic()
+            while not self._stop.is_set():
+                try:
+                    for packet in container.demux(stream):
+                        last_packet_s = time.monotonic()
+                        if self._stop.is_set():
+                            break
+                        self._decode(packet, session)
+                    else:
+                        return _END_OF_STREAM
+                except av.ExitError:  # a poll timed out: over UDP nothing is lost, read on
+                    if time.monotonic() - last_packet_s >= self._stall_s:
+                        return f"no packets for {self._stall_s:g} s"
+            return "closed"
+        finally:
+            container.close()
+
+    def _decode(self, packet: av.Packet, session: _Session) -> None:
+        # A new sender on the port (a rebooted camera) shows as a new SSRC in its sender reports
+        # or, without reports, as a jump in RTP time. Its first packet was dropped as out of
+        # sequence, and its P-frames would paint over the old sender's last picture: wait for
+        # a keyframe.
+        ssrc = _side_data_number(packet, "rtcp_sr", "=I")
+        if ssrc is not None:
+            session.awaiting_keyframe |= session.ssrc is not None and ssrc != session.ssrc
+            session.ssrc = ssrc
+        if packet.pts is not None and packet.time_base is not None:
+            pts_s = float(packet.pts * packet.time_base)
+            if session.last_pts_s is not None and not -1.0 < pts_s - session.last_pts_s < _MAX_PTS_JUMP_S:
+                session.awaiting_keyframe = True
+            session.last_pts_s = pts_s
+        if session.awaiting_keyframe:
+            if not packet.is_keyframe:
+                return
+            session.awaiting_keyframe = False
+        wallclock_us = _side_data_number(packet, "prft", "=q")
+        sender_s = None if wallclock_us is None else wallclock_us / 1e6
+        if sender_s is not None and packet.pts is not None:
+            session.sender_times[packet.pts] = sender_s
+            while len(session.sender_times) > _STAMPS_KEPT:
+                del session.sender_times[next(iter(session.sender_times))]
+        try:
+            frames = packet.decode()
+        except av.FFmpegError as error:
+            self._rejected(f"decoder: {error}")
+            return
+        for video_frame in frames:
+            pts = video_frame.pts
+            self._offer(video_frame, sender_s if pts is None else session.sender_times.pop(pts, None))
+
+    def _offer(self, video_frame: av.VideoFrame, sender_s: float | None) -> None:
+        received_s = time.time()
+        if sender_s is None or abs(sender_s - received_s) > _MAX_SENDER_SKEW_S:
+            sender_s = received_s
+        with self._lock:
+            if self._newest is not None:
+                self._dropped += 1
+            self._newest = (video_frame, sender_s, received_s)
+            self._decoded += 1
+            self._lock.notify_all()
+
+
+class VideoFileSource(SourceBase):
+    """Every frame of a video file, in order. Capture times count from the file's
+    ``creation_time`` tag when it has one, else from when the file was opened."""
+
+    def __init__(self, path: Path, name: str, realtime: bool = False) -> None:
+        super().__init__(name)
+        self.path = path
+        try:
+            self._container = av.open(str(path))
+        except (av.FFmpegError, OSError) as error:
+            raise SourceError(str(path), f"not a video FFmpeg can read ({error})") from None
+        if not self._container.streams.video:
+            self._container.close()
+            raise SourceError(str(path), "has no video stream")
+        stream = self._container.streams.video[0]
+        self._period_s = 1 / float(stream.average_rate or 30)
+        self._frames = self._decoded_frames(stream)
+        self._origin_s = _creation_time_s(self._container.metadata.get("creation_time")) or time.time()
+        self._realtime = realtime
+        self._first_time_s: float | None = None
+        self._start_monotonic = 0.0
+        self._next: av.VideoFrame | None = None
+        self._finished = False
+
+    @property
+    def finished(self) -> bool:
+        return self._finished
+
+    def read(self, timeout_s: float = 1.0) -> Frame | None:
+        """The next frame; None at the end, or when paced and the next frame is not due within `timeout_s`."""
+        if self._next is None and not self._finished:
+            try:
+                self._next = next(self._frames)
+            except (StopIteration, av.FFmpegError, OSError) as error:
+                if not isinstance(error, StopIteration):
+                    self._last_error = f"{self.path}: {error}"
+                self.close()
+        video_frame = self._next
+        if video_frame is None:
+            return None
+        time_s = video_frame.time if video_frame.time is not None else self._delivered * self._period_s
+        if self._first_time_s is None:
+            self._first_time_s = time_s
+            self._start_monotonic = time.monotonic()
+        offset_s = time_s - self._first_time_s
+        if self._realtime:
+            wait_s = self._start_monotonic + offset_s - time.monotonic()
+            time.sleep(max(0.0, min(wait_s, timeout_s)))
+            if wait_s > timeout_s:
+                return None
+        self._next = None
+        return self._deliver(video_frame.to_ndarray(format="bgr24"), self._origin_s + offset_s, time.time())
+
+    def _decoded_frames(self, stream: av.VideoStream) -> Iterator[av.VideoFrame]:
+        for packet in self._container.demux(stream):
+            try:
+                yield from packet.decode()
+            except av.FFmpegError as error:
+                self._rejected(f"{self.path}: {error}")
+
+    def close(self) -> None:
+        if not self._finished:
+            self._finished = True
+            self._next = None
+            self._container.close()
+
+
+def _creation_time_s(tag: str | None) -> float | None:
+    try:
+        return datetime.fromisoformat(tag).timestamp() if tag else None
+    except ValueError:
+        return None
+
+
+class ImageFolderSource(SourceBase):
+    """Every image in a folder, in natural name order (frame2 before frame10), each stamped
+    with its file's modification time. Files that do not decode are counted and skipped."""
+
+    def __init__(self, folder: Path, name: str) -> None:
+        super().__init__(name)
+        self.folder = folder
+        try:
+            files = [p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()]
+        except OSError as error:
+            raise SourceError(str(folder), f"cannot list: {error.strerror}") from None
+        if not files:
+            raise SourceError(str(folder), f"no image files ({', '.join(IMAGE_SUFFIXES)}) in this folder")
+        natural = re.compile(r"(\d+)")
+        self._files = sorted(files, key=lambda p: [int(s) if s.isdigit() else s.lower() for s in natural.split(p.name)])
+        self._position = 0
+        self._closed = False
+
+    @property
+    def finished(self) -> bool:
+        return self._closed or self._position >= len(self._files)
+
+    def read(self, timeout_s: float = 1.0) -> Frame | None:
+        while not self.finished:
+            path = self._files[self._position]
+            self._position += 1
+            try:
+                with av.open(str(path)) as container:
+                    image = next(container.decode(video=0)).to_ndarray(format="bgr24")
+                return self._deliver(image, path.stat().st_mtime, time.time())
+            except (av.FFmpegError, OSError, StopIteration, IndexError) as error:
+                self._rejected(f"{path}: not an image FFmpeg can read ({error})")
+        return None
+
+    def close(self) -> None:
+        self._closed = True

@@ -24,6 +24,8 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
 .venv/bin/python -m pip install -q --disable-pip-version-check -c constraints.txt -e ".[dev]"
+# Without its dependencies: it would pull opencv-python over opencv-python-headless (see pyproject.toml).
+.venv/bin/python -m pip install -q --disable-pip-version-check --no-deps -c constraints.txt ultralytics
 
 echo "setup: installing web assets from the npm registry"
 (cd groundstation/web && npm ci --no-audit --no-fund --loglevel=error)

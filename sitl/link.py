@@ -30,11 +30,17 @@ class _Writer:
 
 
 class Link:
-    def __init__(self, system_id: int, host: str, port: int) -> None:
+    def __init__(self, system_id: int, host: str, port: int, local_port: int = 0) -> None:
+        """Send to `port`; receive on `local_port` (0: any free one), where onboard clients may send first."""
         self.target = (host, port)
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.setblocking(False)
-        self.sock.bind((host, 0))
+        try:
+            self.sock.bind((host, local_port))
+        except OSError:
+            self.sock.close()
+            raise
+        self.local_port: int = self.sock.getsockname()[1]
         self.peers: list[tuple[str, int]] = [self.target]
         self.mav = mavlink2.MAVLink(_Writer(self), srcSystem=system_id, srcComponent=1)
         self.mav.robust_parsing = True

@@ -12,6 +12,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from vision.camera import CameraPose
+
 
 @dataclass(frozen=True)
 class VehicleConfig:
@@ -37,12 +39,33 @@ class VehicleConfig:
     gps_loss_hold_s: float = 5.0  # holds this long after losing GPS, then lands
     mission_check_s: float = 0.5  # wall seconds after an upload during which a start is temporarily rejected
     physics_hz: float = 50.0
+    gimbal_pitch_deg: float = -90.0  # the camera gimbal's pitch from the horizon at start: straight down
 
     def __post_init__(self) -> None:
         if self.fence_action not in ("hold", "return"):
             raise ValueError(f"fence_action must be 'hold' or 'return', not {self.fence_action!r}")
         if self.battery_capacity_s <= 0 or self.max_speed_m_s <= 0:
             raise ValueError("battery capacity and max speed must be positive")
+        if not -90.0 <= self.gimbal_pitch_deg <= 90.0:
+            raise ValueError(f"gimbal pitch must be within ±90°, not {self.gimbal_pitch_deg}")
+
+
+@dataclass(frozen=True)
+class Gimbal:
+    """Where the simulated 3-axis gimbal points the camera.
+
+    Stabilised, as MAVLink's gimbal protocol reports it: pitch from the horizon (0 level,
+    −90 straight down), no roll; yaw clockwise from the nose, or from north when
+    `yaw_lock` holds it on a bearing while the vehicle turns.
+    """
+
+    pitch_deg: float = -90.0
+    yaw_deg: float = 0.0
+    yaw_lock: bool = False
+
+    def yaw_from_nose_deg(self, heading_deg: float) -> float:
+        yaw = self.yaw_deg - heading_deg if self.yaw_lock else self.yaw_deg
+        return (yaw + 180.0) % 360.0 - 180.0
 
 
 class Mode(enum.Enum):
@@ -113,3 +136,25 @@ class SimState:
     gps_ok: bool = True
     sim_time_s: float = 0.0
     mission_finished: bool = False
+    # Where the camera is, exactly as the telemetry reports it, for rendering what it sees.
+    wall_time_s: float = 0.0  # time.time() when the snapshot was taken: the instant all of the below hold
+    alt_amsl_m: float = 0.0
+    roll_deg: float = 0.0
+    pitch_deg: float = 0.0
+    velocity_enu_m_s: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    gimbal_pitch_deg: float = -90.0  # from the horizon
+    gimbal_yaw_deg: float = 0.0  # from the nose, clockwise
+
+    def camera_pose(self, ground_amsl_m: float = 0.0) -> CameraPose:
+        """The camera at `wall_time_s`; `alt_m` is the height above a plane at `ground_amsl_m` (0: the sea)."""
+        return CameraPose(
+            lat_deg=self.lat_deg,
+            lon_deg=self.lon_deg,
+            alt_m=self.alt_amsl_m - ground_amsl_m,
+            roll_deg=self.roll_deg,
+            pitch_deg=self.pitch_deg,
+            yaw_deg=self.heading_deg,
+            gimbal_pitch_deg=self.gimbal_pitch_deg,
+            gimbal_yaw_deg=self.gimbal_yaw_deg,
+            gimbal_stabilized=True,
+        )

@@ -21,11 +21,13 @@ import select
 import threading
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 
 from missions.plan import RawItem
 from sitl.model import LandedState, Mode, SimState, VehicleConfig
 from sitl.physics import FlatFrame
 from sitl.vehicle import SimVehicle
+from vision.camera import CameraPose
 
 __all__ = ["ALGECIRAS_PAD_DEG", "LandedState", "Mode", "RawItem", "SimFleet", "SimState", "SimVehicle", "VehicleConfig"]
 
@@ -35,6 +37,8 @@ ALGECIRAS_PAD_DEG = (36.128, -5.438)
 TICK_S = 0.02
 MAX_CATCH_UP_S = 0.5  # wall time the loop may fall behind before it lets simulated time slip
 SPACING_M = 5.0
+# Vehicle i also answers onboard clients on base_port + 40 + i: 14580+i, PX4 SITL's local API port.
+ONBOARD_PORT_OFFSET = 40
 
 
 class SimFleet:
@@ -54,8 +58,11 @@ class SimFleet:
         self.base_port = base_port
         self.host = host
         self.config = config
+        # More vehicles than the offset would put onboard ports on ground-station ports: any free port then.
+        onboard_base = base_port + ONBOARD_PORT_OFFSET if len(homes) <= ONBOARD_PORT_OFFSET else None
+        onboard = [0 if onboard_base is None else onboard_base + i for i in range(len(homes))]
         self.vehicles: list[SimVehicle] = [
-            SimVehicle(i + 1, (float(lat), float(lon)), base_port + i, host, config)
+            SimVehicle(i + 1, (float(lat), float(lon)), base_port + i, host, config, onboard[i])
             for i, (lat, lon) in enumerate(homes)
         ]
         self._thread: threading.Thread | None = None
@@ -94,6 +101,24 @@ class SimFleet:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+    def camera_pose(self, index: int, time_s: float | None = None, ground_amsl_m: float = 0.0) -> CameraPose:
+        """Where vehicle `index`'s camera is and looks, for rendering what it sees; safe from any thread.
+
+        From the vehicle's last snapshot (`vehicles[index].state()`, at most a tick, 20 ms,
+        old; its `wall_time_s` says when) or, given `time_s` (time.time() seconds), moved
+        along the vehicle's velocity to that instant: meant for a frame time within a tick
+        or two of the snapshot, not for predicting a turn. `alt_m` is the height above a
+        plane at `ground_amsl_m`, 0 for the sea.
+        """
+        state = self.vehicles[index].state()
+        pose = state.camera_pose(ground_amsl_m)
+        if time_s is None:
+            return pose
+        ahead_s = (time_s - state.wall_time_s) * self.speed_factor
+        east, north, up = (v * ahead_s for v in state.velocity_enu_m_s)
+        lat, lon = FlatFrame(state.lat_deg, state.lon_deg).to_deg(east, north)
+        return replace(pose, lat_deg=lat, lon_deg=lon, alt_m=pose.alt_m + up)
 
     @property
     def running(self) -> bool:

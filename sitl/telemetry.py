@@ -12,10 +12,15 @@ import time
 
 from sitl.autopilot import Autopilot
 from sitl.link import Link
+from sitl.model import Gimbal
+from sitl.physics import Body
 
 HEARTBEAT, SYS_STATUS, GPS_RAW_INT, ATTITUDE, GLOBAL_POSITION_INT = 0, 1, 24, 30, 33
 MISSION_CURRENT, VFR_HUD, BATTERY_STATUS, AUTOPILOT_VERSION = 42, 74, 147, 148
-HOME_POSITION, EXTENDED_SYS_STATE = 242, 245
+HOME_POSITION, EXTENDED_SYS_STATE, GIMBAL_DEVICE_ATTITUDE_STATUS = 242, 245, 285
+# GIMBAL_DEVICE_FLAGS: a stabilised gimbal holds roll and pitch to the horizon; yaw follows the nose or is locked.
+ROLL_LOCK, PITCH_LOCK, YAW_LOCK, YAW_IN_VEHICLE_FRAME, YAW_IN_EARTH_FRAME = 4, 8, 16, 32, 64
+GIMBAL_DEVICE_ID = 1  # the gimbal hangs off the autopilot's own component, as PX4 reports a non-MAVLink gimbal
 
 DEFAULT_INTERVAL_S = {
     HEARTBEAT: 1.0,
@@ -28,6 +33,7 @@ DEFAULT_INTERVAL_S = {
     BATTERY_STATUS: 1.0,
     MISSION_CURRENT: 0.5,
     HOME_POSITION: 2.0,
+    GIMBAL_DEVICE_ATTITUDE_STATUS: 0.1,
 }
 ON_REQUEST = frozenset(DEFAULT_INTERVAL_S) | {AUTOPILOT_VERSION}
 MIN_INTERVAL_S = 0.005  # a 200 Hz cap, so a careless SET_MESSAGE_INTERVAL cannot hog the loop
@@ -49,10 +55,30 @@ CAPABILITIES = (
 PX4_VERSION = (1 << 24) | (15 << 16) | (0 << 8) | 255  # v1.15.0, FIRMWARE_VERSION_TYPE_OFFICIAL
 
 
+def attitude_rad(body: Body) -> tuple[float, float, float]:
+    """(roll, pitch, yaw) as ATTITUDE reports them: a quad noses down to fly forwards, yaw within ±π."""
+    yaw = (body.yaw_rad + math.pi) % (2 * math.pi) - math.pi
+    return 0.0, -0.02 * body.ground_speed_m_s, yaw
+
+
+def quaternion(roll_rad: float, pitch_rad: float, yaw_rad: float) -> list[float]:
+    """w, x, y, z of the Z-Y-X (yaw, pitch, roll) rotation, as MAVLink's attitude quaternions."""
+    cr, sr = math.cos(roll_rad / 2), math.sin(roll_rad / 2)
+    cp, sp = math.cos(pitch_rad / 2), math.sin(pitch_rad / 2)
+    cy, sy = math.cos(yaw_rad / 2), math.sin(yaw_rad / 2)
+    return [
+        cr * cp * cy + sr * sp * sy,
+        sr * cp * cy - cr * sp * sy,
+        cr * sp * cy + sr * cp * sy,
+        cr * cp * sy - sr * sp * cy,
+    ]
+
+
 class Telemetry:
     def __init__(self, link: Link, autopilot: Autopilot) -> None:
         self._link = link
         self._ap = autopilot
+        self.gimbal = Gimbal(pitch_deg=autopilot.config.gimbal_pitch_deg)  # replaced, never mutated
         self._interval_s = dict(DEFAULT_INTERVAL_S)
         now = time.monotonic()
         self._due_s = {msg_id: now for msg_id in self._interval_s}
@@ -132,10 +158,8 @@ class Telemetry:
         )  # fmt: skip
 
     def _send_30(self) -> None:
-        b = self._ap.body
-        yaw = (b.yaw_rad + math.pi) % (2 * math.pi) - math.pi
-        pitch = -0.02 * b.ground_speed_m_s  # a quad noses down to fly forwards
-        self._link.mav.attitude_send(self._boot_ms, 0.0, pitch, yaw, 0.0, 0.0, 0.0)
+        roll, pitch, yaw = attitude_rad(self._ap.body)
+        self._link.mav.attitude_send(self._boot_ms, roll, pitch, yaw, 0.0, 0.0, 0.0)
 
     def _send_33(self) -> None:
         ap = self._ap
@@ -192,3 +216,13 @@ class Telemetry:
 
     def _send_245(self) -> None:
         self._link.mav.extended_sys_state_send(0, int(self._ap.landed_state))
+
+    def _send_285(self) -> None:
+        gimbal = self.gimbal
+        heading = attitude_rad(self._ap.body)[2]
+        frame = YAW_LOCK | YAW_IN_EARTH_FRAME if gimbal.yaw_lock else YAW_IN_VEHICLE_FRAME
+        q = quaternion(0.0, math.radians(gimbal.pitch_deg), math.radians(gimbal.yaw_deg))
+        self._link.mav.gimbal_device_attitude_status_send(
+            0, 0, self._boot_ms, ROLL_LOCK | PITCH_LOCK | frame, q, 0.0, 0.0, 0.0, 0,
+            heading, math.nan, GIMBAL_DEVICE_ID,
+        )  # fmt: skip

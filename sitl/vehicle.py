@@ -10,25 +10,44 @@ from __future__ import annotations
 import logging
 import math
 import time
+from dataclasses import replace
 
 from missions.plan import RawItem
-from sitl.autopilot import ACCEPTED, DENIED, UNSUPPORTED, Autopilot, _int
+from sitl.autopilot import ACCEPTED, DENIED, UNSUPPORTED, Autopilot, _finite, _int
 from sitl.link import Link
 from sitl.mission_transfer import MissionTransfer
-from sitl.model import SimState, VehicleConfig
+from sitl.model import Gimbal, SimState, VehicleConfig
 from sitl.params import decode, encode, px4_params
-from sitl.telemetry import AUTOPILOT_VERSION, HOME_POSITION, Telemetry
+from sitl.telemetry import (
+    AUTOPILOT_VERSION,
+    GIMBAL_DEVICE_ATTITUDE_STATUS,
+    HOME_POSITION,
+    YAW_IN_EARTH_FRAME,
+    YAW_LOCK,
+    Telemetry,
+    attitude_rad,
+)
 
 log = logging.getLogger(__name__)
 
 REQUEST_MESSAGE, SET_MESSAGE_INTERVAL, REQUEST_AUTOPILOT_CAPABILITIES, GET_HOME_POSITION = 512, 511, 520, 410
+DO_GIMBAL_MANAGER_PITCHYAW = 1000
 
 
 class SimVehicle:
-    def __init__(self, system_id: int, home_deg: tuple[float, float], port: int, host: str, config: VehicleConfig):
+    def __init__(
+        self,
+        system_id: int,
+        home_deg: tuple[float, float],
+        port: int,
+        host: str,
+        config: VehicleConfig,
+        onboard_port: int = 0,
+    ):
         self.system_id = system_id
         self.port = port
         self.host = host
+        self.onboard_port = onboard_port  # asked for; 0 or taken: any free one, see onboard_url
         self.config = config
         self.home = home_deg
         self._autopilot = Autopilot(config, home_deg)
@@ -46,6 +65,18 @@ class SimVehicle:
     def connect_url(self) -> str:
         """What MAVSDK connects with to hear this vehicle."""
         return f"udpin://{self.host}:{self.port}"
+
+    @property
+    def onboard_url(self) -> str:
+        """What a second client, a companion computer's pymavlink, connects with once the fleet runs.
+
+        The ground station's port takes one listener only, so the vehicle also answers on
+        its own port (14580+i beside 14540+i, where PX4 SITL's API link sits): send it
+        anything, a HEARTBEAT, and it streams everything to you too.
+        """
+        if self._link is None:
+            raise RuntimeError("the vehicle's link is not open: start the fleet first")
+        return f"udpout:{self.host}:{self._link.local_port}"
 
     # ------------------------------------------------------------ thread-safe controls
     def set_packet_loss(self, percent: float) -> None:
@@ -80,7 +111,11 @@ class SimVehicle:
 
     # ------------------------------------------------------------ fleet thread only
     def open(self) -> None:
-        self._link = Link(self.system_id, self.host, self.port)
+        try:
+            self._link = Link(self.system_id, self.host, self.port, self.onboard_port)
+        except OSError:
+            log.warning("vehicle %d: port %d taken; onboard clients see onboard_url", self.system_id, self.onboard_port)
+            self._link = Link(self.system_id, self.host, self.port)
         if self._pending_loss is not None:
             self._link.loss_fraction = self._pending_loss
         if self._pending_outage_s is not None:
@@ -133,6 +168,8 @@ class SimVehicle:
         ap = self._autopilot
         b = ap.body
         lat, lon = ap.frame.to_deg(b.x_m, b.y_m)
+        roll, pitch, yaw = attitude_rad(b)
+        gimbal = self._telemetry.gimbal if self._telemetry is not None else Gimbal(self.config.gimbal_pitch_deg)
         return SimState(
             lat_deg=lat,
             lon_deg=lon,
@@ -150,6 +187,13 @@ class SimVehicle:
             gps_ok=ap.gps_ok,
             sim_time_s=ap.sim_time_s,
             mission_finished=ap.mission_finished,
+            wall_time_s=time.time(),
+            alt_amsl_m=b.z_m + self.config.home_alt_amsl_m,
+            roll_deg=math.degrees(roll),
+            pitch_deg=math.degrees(pitch),
+            velocity_enu_m_s=(b.vx_m_s, b.vy_m_s, b.vz_m_s),
+            gimbal_pitch_deg=gimbal.pitch_deg,
+            gimbal_yaw_deg=gimbal.yaw_from_nose_deg(math.degrees(yaw)),
         )
 
     # ------------------------------------------------------------ incoming messages
@@ -185,6 +229,10 @@ class SimVehicle:
             follow_up = msg_id if result == ACCEPTED else None
         elif cmd == SET_MESSAGE_INTERVAL:
             result = ACCEPTED if self._telemetry.set_interval(_int(params[0]), params[1]) else DENIED
+        elif cmd == DO_GIMBAL_MANAGER_PITCHYAW:
+            result = self._point_gimbal(params)
+            follow_up = GIMBAL_DEVICE_ATTITUDE_STATUS if result == ACCEPTED else None
+            self._state = self._snapshot()
         else:
             result = self._autopilot.command(cmd, params, time.monotonic())
             self._state = self._snapshot()  # whoever got the ACK sees the new state in state()
@@ -194,6 +242,19 @@ class SimVehicle:
             self._telemetry.send(follow_up)
         elif result == ACCEPTED:
             self._telemetry.send(0)  # a new mode or arming state shows at once, as PX4's heartbeat does
+
+    def _point_gimbal(self, params: tuple[float, ...]) -> int:
+        """Pitch (p1) and yaw (p2) in degrees, NaN for no change; flags (p5) YAW_LOCK or earth frame: yaw from north."""
+        pitch, yaw, flags = params[0], params[1], _int(params[4], 0)
+        if _finite(pitch) and not -90.0 <= pitch <= 90.0:
+            return DENIED
+        gimbal = self._telemetry.gimbal
+        if _finite(pitch):
+            gimbal = replace(gimbal, pitch_deg=pitch)
+        if _finite(yaw):
+            gimbal = replace(gimbal, yaw_deg=yaw, yaw_lock=bool(flags & (YAW_LOCK | YAW_IN_EARTH_FRAME)))
+        self._telemetry.gimbal = gimbal
+        return ACCEPTED
 
     def _param_name(self, msg) -> str:
         pid = msg.param_id

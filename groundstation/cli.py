@@ -20,7 +20,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from groundstation import evidence_command, fly_command, plan_command, sim_command
+    from groundstation import detect_command, evidence_command, fly_command, plan_command, sim_command
 
     parser = _Parser(prog="borderwatch", description="Plan, fly and watch drone patrols over ports and coastlines.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log everything, MAVSDK's chatter included")
@@ -30,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     sim_command.add_parser(commands)
     fly_command.add_parser(commands)
     evidence_command.add_parser(commands)
+    detect_command.add_parser(commands)
     return parser
 
 

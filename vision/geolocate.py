@@ -39,6 +39,9 @@ from vision.camera import CameraPose, Intrinsics, pixel_rays, rotation_world_fro
 # A ray must descend at least this steeply (sine of the angle below horizontal) to hit the
 # plane; grazing rays would land kilometres away with unbounded error.
 _MIN_DESCENT = 1e-6
+# Where a box's ground anchor moves from its centre to its bottom edge (see `locate_boxes`).
+_CENTRE_UP_TO_DEG = 30.0
+_BOTTOM_FROM_DEG = 75.0
 
 
 @dataclass(frozen=True)
@@ -101,8 +104,22 @@ class Geolocator:
         return fixes
 
     def locate_boxes(self, boxes_px: np.ndarray, pose: CameraPose, ground_alt_m: float = 0.0) -> list[GroundFix | None]:
-        """One fix per detection box (N, 4: x1, y1, x2, y2), from its bottom-centre."""
-        return self.locate(box_ground_point(boxes_px), pose, ground_alt_m)
+        """One fix per detection box (N, 4: x1, y1, x2, y2), from the point of the box that touches the plane.
+
+        Looking straight down, a hull's outline fills the box and its centre is the centre of
+        the footprint; looking at the horizon only the bottom edge touches the water. In between,
+        the anchor slides from the box centre (ray within 30° of vertical) to the bottom-centre
+        (75° and flatter), linearly in the ray's angle from vertical.
+        """
+        boxes = np.asarray(boxes_px, dtype=float).reshape(-1, 4)
+        if len(boxes) == 0:
+            return []
+        centres = np.column_stack([(boxes[:, 0] + boxes[:, 2]) / 2.0, (boxes[:, 1] + boxes[:, 3]) / 2.0])
+        rays = pixel_rays(centres, rotation_world_from_camera(pose), self.intrinsics)
+        from_vertical_deg = np.degrees(np.arccos(np.clip(-rays[:, 2], -1.0, 1.0)))
+        weight = np.clip((from_vertical_deg - _CENTRE_UP_TO_DEG) / (_BOTTOM_FROM_DEG - _CENTRE_UP_TO_DEG), 0.0, 1.0)
+        anchors = centres + weight[:, None] * (box_ground_point(boxes) - centres)
+        return self.locate(anchors, pose, ground_alt_m)
 
 
 class SmoothedPosition(NamedTuple):

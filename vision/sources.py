@@ -20,7 +20,9 @@ frames are stamped with their receive time until the first report arrives.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import queue
 import re
 import struct
 import tempfile
@@ -32,6 +34,8 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import av
+import cv2
+import numpy as np
 
 from missions.errors import InputError
 from vision.frames import Frame, Source, SourceBase
@@ -195,7 +199,7 @@ class LiveSource(SourceBase):
             video_frame, time_s, received_s = self._newest
             self._newest = None
         # Converting here, not on the reader thread, spends no CPU on frames that get dropped.
-        return self._deliver(video_frame.to_ndarray(format="bgr24"), time_s, received_s)
+        return self._deliver(to_bgr(video_frame), time_s, received_s)
 
     def close(self) -> None:
         """Stops the reader thread and frees its sockets."""
@@ -319,12 +323,12 @@ class VideoFileSource(SourceBase):
             raise SourceError(str(path), "has no video stream")
         stream = self._container.streams.video[0]
         self._period_s = 1 / float(stream.average_rate or 30)
-        self._frames = self._decoded_frames(stream)
+        self._frames = _Prefetch(((to_bgr(f), f.time) for f in self._decoded_frames(stream)), depth=3)
         self._origin_s = _creation_time_s(self._container.metadata.get("creation_time")) or time.time()
         self._realtime = realtime
         self._first_time_s: float | None = None
         self._start_monotonic = 0.0
-        self._next: av.VideoFrame | None = None
+        self._next: tuple[np.ndarray, float | None] | None = None
         self._finished = False
 
     @property
@@ -340,10 +344,10 @@ class VideoFileSource(SourceBase):
                 if not isinstance(error, StopIteration):
                     self._last_error = f"{self.path}: {error}"
                 self.close()
-        video_frame = self._next
-        if video_frame is None:
+        if self._next is None:
             return None
-        time_s = video_frame.time if video_frame.time is not None else self._delivered * self._period_s
+        image, frame_time_s = self._next
+        time_s = frame_time_s if frame_time_s is not None else self._delivered * self._period_s
         if self._first_time_s is None:
             self._first_time_s = time_s
             self._start_monotonic = time.monotonic()
@@ -354,7 +358,7 @@ class VideoFileSource(SourceBase):
             if wait_s > timeout_s:
                 return None
         self._next = None
-        return self._deliver(video_frame.to_ndarray(format="bgr24"), self._origin_s + offset_s, time.time())
+        return self._deliver(image, self._origin_s + offset_s, time.time())
 
     def _decoded_frames(self, stream: av.VideoStream) -> Iterator[av.VideoFrame]:
         for packet in self._container.demux(stream):
@@ -367,7 +371,65 @@ class VideoFileSource(SourceBase):
         if not self._finished:
             self._finished = True
             self._next = None
+            self._frames.close()
             self._container.close()
+
+
+def to_bgr(frame: av.VideoFrame) -> np.ndarray:
+    """A decoded frame as BGR: through OpenCV for 4:2:0 video, which is several times faster than swscale."""
+    if frame.format.name == "yuv420p" and frame.width % 2 == 0 and frame.height % 2 == 0:
+        return cv2.cvtColor(frame.to_ndarray(), cv2.COLOR_YUV2BGR_I420)
+    return frame.to_ndarray(format="bgr24")
+
+
+class _Prefetch:
+    """Runs an iterator on a thread a few items ahead, so decoding overlaps the consumer's work."""
+
+    _END = object()
+
+    def __init__(self, items: Iterator, depth: int) -> None:
+        self._items = items
+        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="video-file-prefetch", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            for item in self._items:
+                while not self._stop.is_set():
+                    try:
+                        self._queue.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if self._stop.is_set():
+                    return
+        except BaseException as error:  # handed to the consumer, which owns the error report
+            self._error = error
+        finally:
+            with contextlib.suppress(queue.Full):
+                self._queue.put(self._END, timeout=1.0)
+
+    def __iter__(self) -> _Prefetch:
+        return self
+
+    def __next__(self):
+        item = self._queue.get()
+        if item is self._END:
+            self._queue.put(self._END)
+            if self._error is not None:
+                raise self._error
+            raise StopIteration
+        return item
+
+    def close(self) -> None:
+        self._stop.set()
+        with contextlib.suppress(queue.Empty):
+            while True:
+                self._queue.get_nowait()
+        self._thread.join(timeout=1.0)
 
 
 def _creation_time_s(tag: str | None) -> float | None:

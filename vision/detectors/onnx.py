@@ -114,11 +114,22 @@ class OnnxDetector:
     def input_hw(self) -> tuple[int, int]:
         return self._input_hw
 
+    def blob(self, image_bgr: np.ndarray) -> np.ndarray:
+        """The tensor `detect` feeds the network for this image (letterboxed, RGB, NCHW)."""
+        image = _as_bgr(image_bgr)
+        box = Letterbox.fit(image.shape[:2], self._input_hw, self._stride if self._dynamic else None)
+        return to_blob(box.apply(image), self._input_dtype)
+
+    def forward(self, blob: np.ndarray) -> np.ndarray:
+        """The network alone on a prepared tensor: what benchmarks compare the pipeline with."""
+        (output,) = self._session.run([self._output_name], {self._input_name: blob})
+        return output
+
     def detect(self, image_bgr: np.ndarray) -> tuple[Detection, ...]:
         image = _as_bgr(image_bgr)
         box = Letterbox.fit(image.shape[:2], self._input_hw, self._stride if self._dynamic else None)
         blob = to_blob(box.apply(image), self._input_dtype)
-        (output,) = self._session.run([self._output_name], {self._input_name: blob})
+        output = self.forward(blob)
         layout = layout_of(output.shape, len(self._names) or None, self._end2end)
         if layout is None or (self._layout is not None and layout is not self._layout):
             raise DetectorError(str(self.path), _not_a_head(list(output.shape), self._names or None))

@@ -28,8 +28,26 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--base-port", type=int, default=14540, metavar="PORT", help=argparse.SUPPRESS)
     p.add_argument("--px4", metavar="PX4_BUILD_DIR", help="run real PX4 SITL from this build (or set PX4_DIR)")
     p.add_argument("--gazebo", action="store_true", help="with --px4: Gazebo (gz_x500) instead of headless SIH")
+    p.add_argument("--camera", action="store_true",
+                   help="give each vehicle a synthetic camera streaming H.264/RTP to 127.0.0.1:5600+2i")  # fmt: skip
+    p.add_argument("--camera-fps", type=float, default=15.0, metavar="FPS", help="camera frame rate (15)")
+    p.add_argument("--camera-dir", default="out/sim", metavar="DIR",
+                   help="where the SDP files and ground-truth sidecars go (out/sim)")  # fmt: skip
+    p.add_argument("--camera-base-port", type=int, default=5600, help=argparse.SUPPRESS)
     p.add_argument("--duration", type=float, metavar="S", help=argparse.SUPPRESS)  # for tests: stop after S s
     p.set_defaults(run=run)
+
+
+def _site(args: argparse.Namespace):
+    from missions.formats import load_site
+    from sitl.testdata import SITES_DIR
+
+    if args.site:
+        return load_site(args.site)
+    default = SITES_DIR / "algeciras-port.geojson"
+    if not default.is_file():
+        raise UserError(f"--camera without --site needs a site to draw; {default} is missing")
+    return load_site(default)
 
 
 def _homes(args: argparse.Namespace) -> list[tuple[float, float]]:
@@ -37,9 +55,7 @@ def _homes(args: argparse.Namespace) -> list[tuple[float, float]]:
 
     if not args.site:
         return spaced_homes(ALGECIRAS_PAD_DEG, args.vehicles)
-    from missions.formats import load_site
-
-    site = load_site(args.site)
+    site = _site(args)
     if not site.launch:
         raise UserError(f"{args.site}: the site has no launch point to start the vehicles at")
     point = site.launch[0].shape_deg.centroid
@@ -51,6 +67,10 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--vehicles must be at least 1, not {args.vehicles}")
     if not args.speed_factor > 0:
         raise UserError(f"--speed-factor must be positive, not {args.speed_factor}")
+    if not args.camera_fps > 0:
+        raise UserError(f"--camera-fps must be positive, not {args.camera_fps}")
+    if args.camera and (args.px4 or args.gazebo):
+        raise UserError("--camera draws the built-in simulator's world; PX4 SITL streams Gazebo's own camera")
     if args.gazebo and not args.px4:
         import os
 
@@ -87,10 +107,13 @@ def _run_sim(args: argparse.Namespace, homes: list[tuple[float, float]], stop: t
         fleet.start()
     except OSError as exc:
         raise UserError(f"cannot open the simulator's sockets: {exc}") from None
+    cameras = None
     try:
         for v in fleet.vehicles:
             print(f"vehicle {v.system_id}: system id {v.system_id}, sends to 127.0.0.1:{v.port}, "
                   f"home {v.home[0]:.6f},{v.home[1]:.6f} (connect udpin://0.0.0.0:{v.port})", flush=True)  # fmt: skip
+        if args.camera:
+            cameras = _start_cameras(args, fleet)
 
         def status() -> None:
             if fleet.error is not None:
@@ -105,11 +128,31 @@ def _run_sim(args: argparse.Namespace, homes: list[tuple[float, float]], stop: t
 
         _wait(stop, args.duration, status)
     finally:
+        if cameras is not None:
+            cameras.stop()
         fleet.stop()
     if fleet.error is not None:
         raise RuntimeError("the simulator stopped") from fleet.error
     print("sim: stopped", flush=True)
     return 0
+
+
+def _start_cameras(args: argparse.Namespace, fleet):
+    from sitl.cameras import SimCameras
+    from sitl.world import World
+
+    site = _site(args)
+    cameras = SimCameras(
+        fleet, World.for_site(site), args.camera_dir, fps=args.camera_fps, base_port=args.camera_base_port
+    )
+    try:
+        cameras.start()
+    except OSError as exc:
+        raise UserError(f"cannot start the cameras: {exc}") from None
+    for i, v in enumerate(fleet.vehicles):
+        print(f"camera {v.system_id}: H.264/RTP to 127.0.0.1:{cameras.ports[i]}, SDP {cameras.sdp_path(i)}, "
+              f"ground truth {cameras.truth_path(i)}, pose over MAVLink at {v.onboard_url}", flush=True)  # fmt: skip
+    return cameras
 
 
 def _run_px4(args: argparse.Namespace, homes: list[tuple[float, float]], stop: threading.Event) -> int:

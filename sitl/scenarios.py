@@ -24,8 +24,10 @@ from sitl.cameras import SimCameras
 from sitl.ground import GroundLink
 from sitl.model import VehicleConfig
 from sitl.pytest_plugin import free_port_block
+from sitl.render import CameraRenderer
 from sitl.sim import SimFleet
 from sitl.world import VESSEL_KINDS, World, WorldObject
+from vision.camera import CameraPose
 
 _HULLS = ((235, 235, 235), (40, 40, 190), (20, 120, 230))
 
@@ -77,6 +79,19 @@ def inside_edge(zone_m: shapely.Polygon, inset_m: float) -> tuple[float, float]:
     toward = np.array([zone_m.centroid.x - nearest.x, zone_m.centroid.y - nearest.y])
     point = np.array([nearest.x, nearest.y]) + toward / np.linalg.norm(toward) * inset_m
     return float(point[0]), float(point[1])
+
+
+def zone_frames(
+    site: Site, zone: str, count: int, fps: float = 30.0, camera_alt_m: float = 60.0
+) -> tuple[CameraPose, list[np.ndarray]]:
+    """`count` frames of boats crossing below a still camera inside a zone, with the camera's pose."""
+    zone_m = site.local(next(z for z in site.watch if z.name == zone))
+    centre = inside_edge(zone_m, 30.0)
+    world = World.for_site(site, seed=3).with_objects(crossing_vessels(centre))
+    lon, lat = site.frame.lonlat(*centre)
+    pose = CameraPose(lat, lon, camera_alt_m, yaw_deg=20.0, gimbal_stabilized=True)
+    renderer = CameraRenderer(world)
+    return pose, [renderer.render(pose, 100.0 + i / fps).image for i in range(count)]
 
 
 @contextlib.contextmanager

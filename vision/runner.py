@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
-from missions.errors import InputError
+from missions.errors import UserError
 from vision.alerts import AlertEngine
 from vision.camera import Intrinsics
 from vision.evidence import EvidenceLog
@@ -47,7 +47,7 @@ class RunOptions:
 def parse_host_port(text: str, what: str = "--udp") -> tuple[str, int]:
     host, sep, port = text.rpartition(":")
     if not sep or not port.isdigit() or not 0 < int(port) < 65536:
-        raise InputError(f"{what} {text!r}: expected HOST:PORT, e.g. 127.0.0.1:14600")
+        raise UserError(f"{what} {text!r}: expected HOST:PORT, e.g. 127.0.0.1:14650")
     return host or "127.0.0.1", int(port)
 
 

@@ -1,0 +1,77 @@
+"""`borderwatch onboard` on a companion computer that has neither Qt nor torch: a subprocess in
+which importing torch, ultralytics, PyQt6 or MAVSDK fails, reading a simulated drone's camera
+over RTP and its pose over MAVLink, sending detections and alerts to a ground station socket.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from missions.formats import load_site
+from sitl.scenarios import hover_over_zone
+from sitl.testdata import SITES_DIR
+from vision.alerts import Alert
+
+pytestmark = pytest.mark.slow
+
+SITE = SITES_DIR / "algeciras-port.geojson"
+# What a companion computer does not have: any import of these fails in the child.
+WITHOUT = "import sys; sys.modules.update(dict.fromkeys(['torch', 'ultralytics', 'PyQt6', 'mavsdk'], None)); "
+ONBOARD = WITHOUT + "from vision.onboard import main; raise SystemExit(main(sys.argv[1:]))"
+
+
+def run_onboard(args: list[str], timeout_s: float = 120.0) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-c", ONBOARD, *args], capture_output=True, text=True, timeout=timeout_s, check=False
+    )
+
+
+def test_onboard_sends_located_detections_and_alerts_without_torch_or_qt(tmp_path):
+    site = load_site(SITE)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as ground:
+        ground.bind(("127.0.0.1", 0))
+        ground.settimeout(0.2)
+        port = ground.getsockname()[1]
+        with hover_over_zone(site, "Eastern anchorage", tmp_path / "video") as hover:
+            child = subprocess.Popen(
+                [sys.executable, "-c", ONBOARD,
+                 "--mavlink", hover.onboard_url, "--source", str(hover.sdp_path), "--site", str(SITE),
+                 "--ground", f"127.0.0.1:{port}", "--evidence", str(tmp_path / "evidence"), "--max-frames", "120"],
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            )  # fmt: skip
+            messages = []
+            deadline = time.monotonic() + 90.0
+            while child.poll() is None and time.monotonic() < deadline:
+                try:
+                    messages.append(json.loads(ground.recv(65536)))
+                except TimeoutError:
+                    continue
+            if child.poll() is None:
+                child.kill()
+            drone = hover.fleet.vehicles[0].state()
+            drone_lat, drone_lon = drone.lat_deg, drone.lon_deg
+            out, err = child.communicate(timeout=10)
+    assert child.returncode == 0, err
+    assert "120 frames" in out
+    frames = [m for m in messages if m.get("type") == "detections"]
+    alerts = [Alert.from_json_dict(m) for m in messages if "alert_id" in m]
+    vessels = [d for m in frames for d in m["items"] if d["class"] == "vessel" and d["lat_deg"] is not None]
+    assert len(frames) > 30 and len(vessels) > 30
+    # Every located vessel lies within the camera's footprint around the drone, none somewhere made up.
+    cx, cy = site.frame.xy(drone_lon, drone_lat)
+    far = [d for d in vessels if math.dist(site.frame.xy(d["lon_deg"], d["lat_deg"]), (cx, cy)) > 90.0]
+    assert not far
+    assert any(a.zone == "Eastern anchorage" and a.object_class.value == "vessel" for a in alerts)
+
+
+def test_onboard_names_a_bad_source_and_exits_2(tmp_path):
+    done = run_onboard(["--mavlink", "udpin:127.0.0.1:0", "--source", str(tmp_path / "nope.sdp")], 60.0)
+    assert done.returncode == 2
+    assert "nope.sdp" in done.stderr and "no such file" in done.stderr

@@ -16,15 +16,18 @@ into a producer reference time on each packet, the sender's wall clock at captur
 ``sitl.video``). Reports come with a stream's first packet and then every 5 s, so after
 joining a running stream, and for senders that send no RTCP (PX4's GStreamer camera),
 frames are stamped with their receive time until the first report arrives.
+
+H.264 over RTP is decoded without FFmpeg's parser, which holds each frame until the next
+begins: ``vision.rtp_h264`` hands each slice to the decoder as soon as it has all arrived.
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import queue
 import re
-import struct
 import tempfile
 import threading
 import time
@@ -39,6 +42,7 @@ import numpy as np
 
 from missions.errors import InputError
 from vision.frames import Frame, Source, SourceBase
+from vision.rtp_h264 import RtpSession, h264_sdp
 
 IMAGE_SUFFIXES = (".bmp", ".jpeg", ".jpg", ".png", ".tif", ".tiff", ".webp")
 BACKOFF_FIRST_S = 0.1
@@ -47,8 +51,6 @@ _POLL_S = 0.2
 # A sender stamp this far from the receive time comes from a stale RTCP mapping, a forged
 # report, or a clock not worth trusting.
 _MAX_SENDER_SKEW_S = 10.0
-_MAX_PTS_JUMP_S = 5.0
-_STAMPS_KEPT = 64
 _END_OF_STREAM = "end of stream"
 _LIVE_OPTIONS = {"probesize": "32", "analyzeduration": "0"}  # no probing: SPS/PPS come in-band
 _RTP_OPTIONS = {
@@ -58,17 +60,11 @@ _RTP_OPTIONS = {
     "reorder_queue_size": "0",
     "buffer_size": str(4 << 20),
 }
+_RTP_H264_OPTIONS = {**_RTP_OPTIONS, "fflags": "+nobuffer+noparse"}  # LiveSource joins the slices
 
 
 class SourceError(InputError):
     """A video source that cannot be opened: missing, empty, unreadable, or not what it claims to be."""
-
-
-def h264_sdp(port: int, host: str = "127.0.0.1") -> str:
-    """The SDP of one H.264 stream sent as RTP (payload type 96, packetization mode 1) to `host:port`."""
-    lines = ["v=0", f"o=- 0 0 IN IP4 {host}", "s=borderwatch camera", f"c=IN IP4 {host}", "t=0 0"]
-    lines += [f"m=video {port} RTP/AVP 96", "a=rtpmap:96 H264/90000", "a=fmtp:96 packetization-mode=1"]
-    return "\r\n".join(lines) + "\r\n"
 
 
 def open_source(spec: str, name: str | None = None, *, realtime: bool = False, stall_timeout_s: float = 1.0) -> Source:
@@ -99,8 +95,9 @@ def open_source(spec: str, name: str | None = None, *, realtime: bool = False, s
     if not path.exists():
         raise SourceError(spec, "no such file or folder")
     if path.suffix.lower() == ".sdp" or _starts_with(path, b"v=0"):
-        port = _sdp_video_port(path)
-        return LiveSource(str(path), name or path.stem, "sdp", _RTP_OPTIONS, stall_timeout_s, port)
+        port, is_h264 = _sdp_video(path)
+        options = _RTP_H264_OPTIONS if is_h264 else _RTP_OPTIONS
+        return LiveSource(str(path), name or path.stem, "sdp", options, stall_timeout_s, port)
     return VideoFileSource(path, name or path.stem, realtime)
 
 
@@ -110,7 +107,22 @@ def _udp_source(spec: str, host: str, port: int, name: str | None, stall_timeout
     handle, sdp_path = tempfile.mkstemp(prefix="borderwatch-", suffix=".sdp")
     with os.fdopen(handle, "w") as file:
         file.write(h264_sdp(port, host))
-    return LiveSource(sdp_path, name or f"udp:{port}", "sdp", _RTP_OPTIONS, stall_timeout_s, port, Path(sdp_path))
+    return LiveSource(sdp_path, name or f"udp:{port}", "sdp", _RTP_H264_OPTIONS, stall_timeout_s, port, Path(sdp_path))
+
+
+def _sdp_video(path: Path) -> tuple[int, bool]:
+    """The video port of an SDP file and whether its video is H.264, or a SourceError saying why it is not one."""
+    try:
+        lines = [line.strip() for line in path.read_text(errors="replace").splitlines() if line.strip()]
+    except OSError as error:
+        raise SourceError(str(path), f"cannot read: {error.strerror}") from None
+    if not lines or lines[0] != "v=0":
+        raise SourceError(str(path), "not an SDP file: its first line is not 'v=0'")
+    for n, line in enumerate(lines):
+        if match := re.fullmatch(r"m=video (\d+)\s.*", line):
+            media = itertools.takewhile(lambda attribute: not attribute.startswith("m="), lines[n + 1 :])
+            return int(match.group(1)), any(re.match(r"a=rtpmap:\d+ H264/", a, re.IGNORECASE) for a in media)
+    raise SourceError(str(path), "the SDP describes no video stream (no 'm=video PORT …' line)")
 
 
 def _starts_with(path: Path, prefix: bytes) -> bool:
@@ -119,36 +131,6 @@ def _starts_with(path: Path, prefix: bytes) -> bool:
             return file.read(len(prefix)) == prefix
     except OSError:
         return False
-
-
-def _sdp_video_port(path: Path) -> int:
-    """The video port of an SDP file, or a SourceError saying why it is not one."""
-    try:
-        lines = [line.strip() for line in path.read_text(errors="replace").splitlines() if line.strip()]
-    except OSError as error:
-        raise SourceError(str(path), f"cannot read: {error.strerror}") from None
-    if not lines or lines[0] != "v=0":
-        raise SourceError(str(path), "not an SDP file: its first line is not 'v=0'")
-    for line in lines:
-        if match := re.fullmatch(r"m=video (\d+)\s.*", line):
-            return int(match.group(1))
-    raise SourceError(str(path), "the SDP describes no video stream (no 'm=video PORT …' line)")
-
-
-def _side_data_number(packet: av.Packet, kind: str, layout: str) -> int | None:
-    side = packet.get_sidedata(kind)
-    data = bytes(side) if side else b""
-    return struct.unpack_from(layout, data)[0] if len(data) >= struct.calcsize(layout) else None
-
-
-class _Session:
-    """What one connection to a live stream remembers from packet to packet."""
-
-    def __init__(self) -> None:
-        self.sender_times: dict[int, float] = {}  # pts → sender's capture time, until its frame is decoded
-        self.last_pts_s: float | None = None
-        self.ssrc: int | None = None
-        self.awaiting_keyframe = False
 
 
 class LiveSource(SourceBase):
@@ -174,6 +156,7 @@ class LiveSource(SourceBase):
         self._poll_s = min(_POLL_S, stall_timeout_s) if format_name == "sdp" else stall_timeout_s
         self._port = port
         self._temporary_sdp = temporary_sdp
+        self._joins_slices = "noparse" in options.get("fflags", "")
         self._newest: tuple[av.VideoFrame, float, float] | None = None
         self._decoded = 0
         self._closed = False
@@ -244,7 +227,9 @@ class LiveSource(SourceBase):
             if not container.streams.video:
                 return f"{self._url}: no video stream"
             stream = container.streams.video[0]
-            session = _Session()
+            session, decoder = RtpSession(self._joins_slices), stream.codec_context
+            if self._joins_slices:
+                decoder.flags2 |= av.codec.context.Flags2.chunks  # see vision.rtp_h264
             last_packet_s = time.monotonic()
             while not self._stop.is_set():
                 try:
@@ -252,7 +237,7 @@ class LiveSource(SourceBase):
                         last_packet_s = time.monotonic()
                         if self._stop.is_set():
                             break
-                        self._decode(packet, session)
+                        self._decode(packet, session, decoder)
                     else:
                         return _END_OF_STREAM
                 except av.ExitError:  # a poll timed out: over UDP nothing is lost, read on
@@ -262,38 +247,16 @@ class LiveSource(SourceBase):
         finally:
             container.close()
 
-    def _decode(self, packet: av.Packet, session: _Session) -> None:
-        # A new sender on the port (a rebooted camera) shows as a new SSRC in its sender reports
-        # or, without reports, as a jump in RTP time. Its first packet was dropped as out of
-        # sequence, and its P-frames would paint over the old sender's last picture: wait for
-        # a keyframe.
-        ssrc = _side_data_number(packet, "rtcp_sr", "=I")
-        if ssrc is not None:
-            session.awaiting_keyframe |= session.ssrc is not None and ssrc != session.ssrc
-            session.ssrc = ssrc
-        if packet.pts is not None and packet.time_base is not None:
-            pts_s = float(packet.pts * packet.time_base)
-            if session.last_pts_s is not None and not -1.0 < pts_s - session.last_pts_s < _MAX_PTS_JUMP_S:
-                session.awaiting_keyframe = True
-            session.last_pts_s = pts_s
-        if session.awaiting_keyframe:
-            if not packet.is_keyframe:
-                return
-            session.awaiting_keyframe = False
-        wallclock_us = _side_data_number(packet, "prft", "=q")
-        sender_s = None if wallclock_us is None else wallclock_us / 1e6
-        if sender_s is not None and packet.pts is not None:
-            session.sender_times[packet.pts] = sender_s
-            while len(session.sender_times) > _STAMPS_KEPT:
-                del session.sender_times[next(iter(session.sender_times))]
-        try:
-            frames = packet.decode()
-        except av.FFmpegError as error:
-            self._rejected(f"decoder: {error}")
-            return
-        for video_frame in frames:
-            pts = video_frame.pts
-            self._offer(video_frame, sender_s if pts is None else session.sender_times.pop(pts, None))
+    def _decode(self, packet: av.Packet, session: RtpSession, decoder: av.CodecContext) -> None:
+        chunks, sender_s = session.receive(packet)
+        for chunk in chunks:
+            try:
+                frames = decoder.decode(chunk)
+            except av.FFmpegError as error:
+                self._rejected(f"decoder: {error}")
+                continue
+            for video_frame in frames:
+                self._offer(video_frame, session.sender_time(video_frame.pts, sender_s))
 
     def _offer(self, video_frame: av.VideoFrame, sender_s: float | None) -> None:
         received_s = time.time()

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import socket
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -70,6 +72,42 @@ def test_a_frame_that_does_not_fit_the_stream_is_refused(tmp_path, image, messag
 def test_an_odd_frame_size_is_refused(tmp_path):
     with pytest.raises(ValueError, match="even frame size, got 321×240"):
         H264RtpStreamer(free_port_block(2), tmp_path / "cam.sdp", 321, 240)
+
+
+def slices_in(rtp: bytes) -> int:
+    """How many slice NAL units (types 1 and 5) an H.264 RTP packet begins (RFC 6184)."""
+    payload = rtp[12 + 4 * (rtp[0] & 0x0F) :]
+    kind = payload[0] & 0x1F
+    if kind == 28:  # FU-A: a slice begins in the piece with the start bit
+        return int(payload[1] & 0x80 != 0 and payload[1] & 0x1F in (1, 5))
+    if kind == 24:  # STAP-A: NAL units, each after its 16-bit size
+        kinds, at = [], 1
+        while at + 2 < len(payload):
+            kinds.append(payload[at + 2] & 0x1F)
+            at += 2 + int.from_bytes(payload[at : at + 2], "big")
+        return sum(k in (1, 5) for k in kinds)
+    return int(kind in (1, 5))
+
+
+def test_each_picture_is_sent_as_one_slice(tmp_path):
+    # A receiver decodes a picture in one slice as soon as that slice is in (vision.rtp_h264).
+    port = free_port_block(2)
+    texture = np.random.default_rng(1).integers(0, 256, (45, 80, 3), np.uint8).repeat(16, 0).repeat(16, 1)
+    slices: Counter[bytes] = Counter()  # by RTP timestamp
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as receiver:
+        receiver.bind(("127.0.0.1", port))
+        receiver.setblocking(False)
+        with H264RtpStreamer(port, tmp_path / "cam.sdp", 1280, 720) as streamer:
+            start = time.time()
+            for n in range(8):
+                streamer.send(np.roll(texture, 8 * n, axis=1), start + n / 30)
+                while True:  # the frame's packets are all in by now: each send is a burst
+                    try:
+                        rtp = receiver.recv(65536)
+                    except BlockingIOError:
+                        break
+                    slices[rtp[4:8]] += slices_in(rtp)
+    assert list(slices.values()) == [1] * 8
 
 
 def open_descriptors() -> int:

@@ -8,8 +8,6 @@ import sys
 import threading
 import time
 
-from missions.errors import UserError
-
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser(
@@ -58,10 +56,6 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 def run_detect(args: argparse.Namespace) -> int:
     from vision.runner import RunOptions, describe, parse_host_port, run
 
-    if not 0 < args.conf < 1:
-        raise UserError(f"--conf must be between 0 and 1, not {args.conf}")
-    if args.max_frames is not None and args.max_frames < 1:
-        raise UserError(f"--max-frames must be at least 1, not {args.max_frames}")
     if args.pose and not args.site:
         print("borderwatch: warning: --pose without --site: detections are not placed on a map", file=sys.stderr)
     options = RunOptions(

@@ -50,12 +50,11 @@ def _site(args: argparse.Namespace):
     return load_site(default)
 
 
-def _homes(args: argparse.Namespace) -> list[tuple[float, float]]:
+def _homes(args: argparse.Namespace, site) -> list[tuple[float, float]]:
     from sitl.sim import ALGECIRAS_PAD_DEG, spaced_homes
 
-    if not args.site:
+    if site is None:
         return spaced_homes(ALGECIRAS_PAD_DEG, args.vehicles)
-    site = _site(args)
     if not site.launch:
         raise UserError(f"{args.site}: the site has no launch point to start the vehicles at")
     point = site.launch[0].shape_deg.centroid
@@ -76,13 +75,15 @@ def run(args: argparse.Namespace) -> int:
 
         if not os.environ.get("PX4_DIR"):
             raise UserError("--gazebo needs a PX4 build: pass --px4 DIR or set PX4_DIR")
-    homes = _homes(args)
+    # Loaded once: the homes come from its launch point, the cameras draw it.
+    site = _site(args) if args.site or args.camera else None
+    homes = _homes(args, site if args.site else None)
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         if args.px4 or args.gazebo:
             return _run_px4(args, homes, stop)
-        return _run_sim(args, homes, stop)
+        return _run_sim(args, homes, stop, site)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -99,7 +100,7 @@ def _wait(stop: threading.Event, duration: float | None, status) -> None:
         status()
 
 
-def _run_sim(args: argparse.Namespace, homes: list[tuple[float, float]], stop: threading.Event) -> int:
+def _run_sim(args: argparse.Namespace, homes: list[tuple[float, float]], stop: threading.Event, site) -> int:
     from sitl.sim import SimFleet
 
     fleet = SimFleet(homes, speed_factor=args.speed_factor, base_port=args.base_port)
@@ -113,7 +114,7 @@ def _run_sim(args: argparse.Namespace, homes: list[tuple[float, float]], stop: t
             print(f"vehicle {v.system_id}: system id {v.system_id}, sends to 127.0.0.1:{v.port}, "
                   f"home {v.home[0]:.6f},{v.home[1]:.6f} (connect udpin://0.0.0.0:{v.port})", flush=True)  # fmt: skip
         if args.camera:
-            cameras = _start_cameras(args, fleet)
+            cameras = _start_cameras(args, fleet, site)
 
         def status() -> None:
             if fleet.error is not None:
@@ -137,11 +138,10 @@ def _run_sim(args: argparse.Namespace, homes: list[tuple[float, float]], stop: t
     return 0
 
 
-def _start_cameras(args: argparse.Namespace, fleet):
+def _start_cameras(args: argparse.Namespace, fleet, site):
     from sitl.cameras import SimCameras
     from sitl.world import World
 
-    site = _site(args)
     cameras = SimCameras(
         fleet, World.for_site(site), args.camera_dir, fps=args.camera_fps, base_port=args.camera_base_port
     )

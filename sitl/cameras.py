@@ -111,11 +111,12 @@ class SimCameras:
             while not self._stop.is_set():
                 state = vehicle.state()
                 started = time.perf_counter()
-                rendered = self.renderer.render(state.camera_pose(), state.sim_time_s)
+                pose = state.camera_pose()
+                rendered = self.renderer.render(pose, state.sim_time_s)
                 streamer.send(rendered.image, state.wall_time_s)
                 stats.render_s += time.perf_counter() - started
                 if truth is not None:
-                    truth.write(json.dumps(self._truth_line(index, stats.frames, state, rendered.objects)) + "\n")
+                    truth.write(json.dumps(self._truth_line(index, stats.frames, state, pose, rendered.objects)) + "\n")
                     truth.flush()
                 stats.frames += 1
                 next_s += period
@@ -132,8 +133,7 @@ class SimCameras:
             if truth is not None:
                 truth.close()
 
-    def _truth_line(self, index: int, frame: int, state, objects) -> dict:
-        pose = state.camera_pose()
+    def _truth_line(self, index: int, frame: int, state, pose, objects) -> dict:
         items = []
         for obj in objects:
             point = shapely.Point(obj.x_m, obj.y_m)

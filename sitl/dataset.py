@@ -146,7 +146,6 @@ def make_dataset(
     """Draw `train` + `val` labelled frames over the sites (in turn) into a YOLO dataset at root."""
     rng = np.random.default_rng(seed)
     worlds = [World.for_site(site, seed=seed + i) for i, site in enumerate(sites)]
-    renderers = [CameraRenderer(w) for w in worlds]
     counts: dict[str, Counter] = {"train": Counter(), "val": Counter()}
     images = {"train": 0, "val": 0}
     for split, n in (("train", train), ("val", val)):
@@ -155,9 +154,7 @@ def make_dataset(
         for i in range(n):
             k = i % len(worlds)
             pose, time_s, centre = random_view(worlds[k], rng)
-            renderer = CameraRenderer(_busier(worlds[k], rng, centre, 0.7 * pose.alt_m), renderers[k].intrinsics)
-            renderer.__dict__["_textures"] = renderers[k]._textures  # share the texture tiles
-            out = renderer.render(pose, time_s)
+            out = CameraRenderer(_busier(worlds[k], rng, centre, 0.7 * pose.alt_m)).render(pose, time_s)
             h, w = out.image.shape[:2]
             lines = yolo_labels(out.objects, w, h, min_box_px)
             image = cv2.resize(out.image, (save_width_px, round(h * save_width_px / w)), interpolation=cv2.INTER_AREA)

@@ -15,6 +15,7 @@ silently drawn without it.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from functools import cached_property
@@ -88,6 +89,16 @@ def _periodic_noise(seed: int, smooth_px: float) -> np.ndarray:
     return (noise / np.abs(noise).max()).astype(np.float32)
 
 
+@functools.cache
+def _textures() -> tuple[np.ndarray, np.ndarray]:
+    """Water and land tiles, the same for every world and camera: made once per process."""
+    ripples = 0.6 * _periodic_noise(1, 2.0) + 0.4 * _periodic_noise(2, 8.0)
+    water = np.clip(_WATER_BGR[None, None, :] * (1.0 + 0.18 * ripples[..., None]), 0, 255).astype(np.uint8)
+    grain = 0.5 * _periodic_noise(3, 1.0) + 0.5 * _periodic_noise(4, 12.0)
+    land = np.clip(_LAND_BGR[None, None, :] * (1.0 + 0.12 * grain[..., None]), 0, 255).astype(np.uint8)
+    return water, land
+
+
 class CameraRenderer:
     """Renders one world through one camera model; safe to share between threads once built."""
 
@@ -100,14 +111,6 @@ class CameraRenderer:
             raise ValueError("the synthetic camera draws an ideal pinhole: set k1 = k2 = 0")
         self.max_range_m = max_range_m
         self.noise = noise
-
-    @cached_property
-    def _textures(self) -> tuple[np.ndarray, np.ndarray]:
-        ripples = 0.6 * _periodic_noise(1, 2.0) + 0.4 * _periodic_noise(2, 8.0)
-        water = np.clip(_WATER_BGR[None, None, :] * (1.0 + 0.18 * ripples[..., None]), 0, 255).astype(np.uint8)
-        grain = 0.5 * _periodic_noise(3, 1.0) + 0.5 * _periodic_noise(4, 12.0)
-        land = np.clip(_LAND_BGR[None, None, :] * (1.0 + 0.12 * grain[..., None]), 0, 255).astype(np.uint8)
-        return water, land
 
     @cached_property
     def _grain(self) -> list[np.ndarray]:
@@ -219,7 +222,7 @@ class CameraRenderer:
     # Drawing ---------------------------------------------------------------------------
 
     def _ground(self, x0: float, y1: float, s: float, width: int, height: int) -> np.ndarray:
-        water_tile, land_tile = self._textures
+        water_tile, land_tile = _textures()
         k = 1.0 / (s * _TILE_M_PER_PX)
         to_tile = np.array(
             [[k, 0.0, (x0 + 0.5 / s) / _TILE_M_PER_PX], [0.0, k, (-y1 + 0.5 / s) / _TILE_M_PER_PX]], np.float64

@@ -105,6 +105,26 @@ class Detections:
     def tracked(self) -> Detections:
         return self._with(tuple(d for d in self.items if d.track_id is not None))
 
+    def to_json_dict(self) -> dict[str, Any]:
+        """A frame's detections as the ground station receives them over UDP."""
+        return {
+            "type": "detections",
+            "source": self.source,
+            "frame_time_s": self.frame_time_s,
+            "frame_index": self.frame_index,
+            "items": [
+                {
+                    "class": d.object_class.value,
+                    "confidence": round(d.confidence, 3),
+                    "box_px": [round(v, 1) for v in d.box_px],
+                    "track_id": d.track_id,
+                    "lat_deg": d.lat_deg,
+                    "lon_deg": d.lon_deg,
+                }
+                for d in self.items
+            ],
+        }
+
     @classmethod
     def from_ultralytics(
         cls,

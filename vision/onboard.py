@@ -39,8 +39,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def options_from(args: argparse.Namespace) -> RunOptions:
-    if not 0 < args.conf < 1:
-        raise UserError(f"--conf must be between 0 and 1, not {args.conf}")
     return RunOptions(
         source=args.source,
         model=args.model,

@@ -14,8 +14,6 @@ callback — the CLI prints it, the GUI posts it to its own thread, a test colle
 from __future__ import annotations
 
 import dataclasses
-import json
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -79,52 +77,6 @@ class RunStats:
 
     def percentile_ms(self, values: list[float], q: float) -> float:
         return float(np.percentile(values, q) * 1000.0) if values else float("nan")
-
-
-def detections_json(detections: Detections) -> dict:
-    """A frame's detections as the ground station receives them over UDP."""
-    return {
-        "type": "detections",
-        "source": detections.source,
-        "frame_time_s": detections.frame_time_s,
-        "frame_index": detections.frame_index,
-        "items": [
-            {
-                "class": d.object_class.value,
-                "confidence": round(d.confidence, 3),
-                "box_px": [round(v, 1) for v in d.box_px],
-                "track_id": d.track_id,
-                "lat_deg": d.lat_deg,
-                "lon_deg": d.lon_deg,
-            }
-            for d in detections
-        ],
-    }
-
-
-class UdpDetectionSink:
-    """One JSON datagram per frame with detections; never blocks, never raises on a dead link."""
-
-    def __init__(self, host: str, port: int) -> None:
-        family, _, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)[0]
-        self.address = address
-        self._socket = socket.socket(family, socket.SOCK_DGRAM)
-        self._socket.setblocking(False)
-        self.sent = 0
-        self.send_errors = 0
-
-    def emit_detections(self, detections: Detections) -> None:
-        if not len(detections):
-            return
-        try:
-            self._socket.sendto(json.dumps(detections_json(detections)).encode(), self.address)
-        except OSError:
-            self.send_errors += 1
-        else:
-            self.sent += 1
-
-    def close(self) -> None:
-        self._socket.close()
 
 
 def annotate(image: np.ndarray, detections: Detections) -> np.ndarray:

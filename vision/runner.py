@@ -18,7 +18,7 @@ from vision.alerts import AlertEngine
 from vision.camera import Intrinsics
 from vision.evidence import EvidenceLog
 from vision.geolocate import Geolocator
-from vision.pipeline import FrameResult, Pipeline, RunStats, UdpDetectionSink
+from vision.pipeline import FrameResult, Pipeline, RunStats
 from vision.sinks import AlertSink, ConsoleSink, JsonLinesSink, UdpJsonSink
 from vision.sources import Source, open_source
 from vision.tracking import Tracker
@@ -42,6 +42,12 @@ class RunOptions:
     max_frames: int | None = None
     idle_timeout_s: float | None = None
     console: bool = True
+
+    def __post_init__(self) -> None:
+        if not 0 < self.conf < 1:
+            raise UserError(f"--conf must be between 0 and 1, not {self.conf}")
+        if self.max_frames is not None and self.max_frames < 1:
+            raise UserError(f"--max-frames must be at least 1, not {self.max_frames}")
 
 
 def parse_host_port(text: str, what: str = "--udp") -> tuple[str, int]:
@@ -95,10 +101,8 @@ def assemble(options: RunOptions, console: TextIO | None = None) -> Assembly:
         if options.udp:
             udp = UdpJsonSink(*options.udp)
             alert_sinks.append(udp)
+            detection_sinks.append(udp)
             closers.append(udp.close)
-            det = UdpDetectionSink(*options.udp)
-            detection_sinks.append(det)
-            closers.append(det.close)
         evidence = None
         if options.evidence_dir:
             evidence = EvidenceLog.open(Path(options.evidence_dir))

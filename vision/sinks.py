@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Protocol, TextIO
 
 from vision.alerts import Alert
+from vision.detections import Detections
 
 MAX_DATAGRAM_BYTES = 65_507  # the most an IPv4 UDP payload can carry
 
@@ -93,8 +94,16 @@ class UdpJsonSink:
         self.send_errors = 0
 
     def emit(self, alert: Alert) -> None:
+        self._send(_line(alert))
+
+    def emit_detections(self, detections: Detections) -> None:
+        """A frame's detections (those with any), tagged ``"type": "detections"``; alerts carry no type."""
+        if len(detections):
+            self._send(json.dumps(detections.to_json_dict(), ensure_ascii=False, separators=(",", ":")))
+
+    def _send(self, text: str) -> None:
         try:
-            self._socket.sendto(_line(alert).encode("utf-8"), self.address)
+            self._socket.sendto(text.encode("utf-8"), self.address)
         except OSError:  # refused (ICMP from an earlier send), no route, buffer full
             self.send_errors += 1
         else:
@@ -135,7 +144,8 @@ class AlertListener:
     """The ground station's end of :class:`UdpJsonSink`: receives and parses alerts.
 
     Bind to port 0 to get a free port, then read it back from ``port``. Datagrams that
-    are not alerts are dropped and counted in ``malformed``.
+    are not alerts are dropped and counted in ``malformed``; the sender's detection frames
+    (``"type": "detections"``) are skipped without counting.
     """
 
     def __init__(self, host: str = "0.0.0.0", port: int = 0) -> None:
@@ -161,7 +171,10 @@ class AlertListener:
             except ConnectionRefusedError:  # a stale ICMP error for this socket; not ours to report
                 continue
             try:
-                return Alert.from_json_dict(json.loads(data.decode("utf-8")))
+                message = json.loads(data.decode("utf-8"))
+                if isinstance(message, dict) and message.get("type") == "detections":
+                    continue  # the same sender's per-frame detections: not an alert, not malformed
+                return Alert.from_json_dict(message)
             except (ValueError, KeyError, TypeError, AttributeError):
                 self.malformed += 1
             if remaining <= 0:

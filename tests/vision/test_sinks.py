@@ -7,7 +7,7 @@ import socket
 import pytest
 
 from vision.alerts import Alert, RuleKind
-from vision.detections import ObjectClass
+from vision.detections import Detection, Detections, ObjectClass
 from vision.sinks import AlertListener, ConsoleSink, FanOut, JsonLinesSink, UdpJsonSink
 
 
@@ -89,6 +89,29 @@ def test_listener_drops_malformed_datagrams():
         assert listener.receive(timeout_s=2.0) == make_alert()
         assert listener.malformed == 2
         sink.close()
+
+
+@pytest.mark.timeout(10)
+def test_udp_sink_sends_detections_that_the_alert_listener_passes_over():
+    boat = Detection(ObjectClass.VESSEL, 0.8, (1.0, 2.0, 30.0, 40.0), track_id=3, lat_deg=36.1, lon_deg=-5.4)
+    frame = Detections("drone-1", 1_800_000_000.0, 12, (boat,))
+    with AlertListener("127.0.0.1", 0) as listener, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as raw:
+        raw.bind(("127.0.0.1", 0))
+        sink = UdpJsonSink("127.0.0.1", raw.getsockname()[1])
+        sink.emit_detections(frame)
+        sink.emit_detections(Detections("drone-1", 1_800_000_000.1, 13))  # nothing seen: nothing sent
+        message = json.loads(raw.recv(65536))
+        assert message["type"] == "detections" and message["frame_index"] == 12
+        assert message["items"] == [{"class": "vessel", "confidence": 0.8, "box_px": [1.0, 2.0, 30.0, 40.0],
+                                     "track_id": 3, "lat_deg": 36.1, "lon_deg": -5.4}]  # fmt: skip
+        assert sink.sent == 1
+        to_listener = UdpJsonSink("127.0.0.1", listener.port)
+        to_listener.emit_detections(frame)
+        to_listener.emit(make_alert())
+        assert listener.receive(timeout_s=2.0) == make_alert()
+        assert listener.malformed == 0
+        sink.close()
+        to_listener.close()
 
 
 def closed_port():

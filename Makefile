@@ -9,7 +9,7 @@ setup:
 	bash scripts/setup.sh
 
 demo: setup
-	$(VENV)/borderwatch plan ../shared/data/sites/algeciras-port.geojson --pattern risk --drones 2 \
+	$(VENV)/borderwatch plan missions/data/sites/algeciras-port.geojson --pattern risk --drones 2 \
 		-o out/algeciras/patrol.plan --map out/algeciras/map.html --kpi out/algeciras/kpi.json
 
 lint:

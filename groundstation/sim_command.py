@@ -39,15 +39,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 
 def _site(args: argparse.Namespace):
-    from missions.formats import load_site
-    from sitl.testdata import SITES_DIR
+    from missions.formats import BUNDLED_SITES, load_site
 
-    if args.site:
-        return load_site(args.site)
-    default = SITES_DIR / "algeciras-port.geojson"
-    if not default.is_file():
-        raise UserError(f"--camera without --site needs a site to draw; {default} is missing")
-    return load_site(default)
+    return load_site(args.site or BUNDLED_SITES / "algeciras-port.geojson")
 
 
 def _homes(args: argparse.Namespace, site) -> list[tuple[float, float]]:

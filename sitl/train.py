@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--imgsz", type=int, default=416)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--sites", type=Path, nargs="*", help="site files (default: the shared sites)")
+    parser.add_argument("--sites", type=Path, nargs="*", help="site files (default: the bundled sites)")
     parser.add_argument("--init", type=Path, metavar="WEIGHTS",
                         help="start from these weights (layers of matching shape), not from scratch")  # fmt: skip
     parser.add_argument("--reuse-dataset", action="store_true", help="train on the dataset already in the workdir")
@@ -90,13 +90,12 @@ def main(argv: list[str] | None = None) -> int:
     workdir.mkdir(parents=True, exist_ok=True)
     _ultralytics_env(workdir)
 
-    from missions.formats import load_site
+    from missions.formats import BUNDLED_SITES, load_site
     from sitl.dataset import CLASSES
-    from sitl.testdata import SITES_DIR
 
-    site_files = args.sites or sorted(SITES_DIR.glob("*.geojson"))
+    site_files = args.sites or sorted(BUNDLED_SITES.glob("*.geojson"))
     if not site_files:
-        print(f"train: no site files (looked in {SITES_DIR})", file=sys.stderr)
+        print(f"train: no site files (looked in {BUNDLED_SITES})", file=sys.stderr)
         return 2
     sites = [load_site(p) for p in site_files]
     started = time.time()

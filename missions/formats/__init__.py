@@ -9,6 +9,8 @@ from missions.site import Site
 from missions.validation import validate_site
 
 SITE_SUFFIXES = (".geojson", ".json", ".kml", ".plan")
+# Real sites shipped with the package (package data): the demo's Algeciras and two more.
+BUNDLED_SITES = Path(__file__).resolve().parents[1] / "data" / "sites"
 
 
 def read_site(path: str | Path) -> Site:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
-
 from groundstation.cli import main
 from sitl.ground import GroundLink
 from sitl.pytest_plugin import free_port_block
@@ -22,7 +20,6 @@ def test_sim_prints_each_vehicle_and_stops(capsys):
     assert heartbeats and {m.get_srcSystem() for m in heartbeats} == {2}
 
 
-@pytest.mark.skipif(not (SITES_DIR / "algeciras-port.geojson").exists(), reason="no shared site data")
 def test_sim_at_a_site_starts_at_its_launch_point(capsys):
     base = free_port_block(1)
     site = SITES_DIR / "algeciras-port.geojson"

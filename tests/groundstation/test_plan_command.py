@@ -14,10 +14,9 @@ from groundstation.progress import Progress
 from missions.formats import load_site
 from missions.formats.qgc_plan import read_plan
 from missions.plan import Command
-from sitl.testdata import SHARED_DATA
+from sitl.testdata import QGC_DIR, SITES_DIR
 
-SHARED = SHARED_DATA
-ALGECIRAS = SHARED / "sites" / "algeciras-port.geojson"
+ALGECIRAS = SITES_DIR / "algeciras-port.geojson"
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
@@ -98,7 +97,7 @@ def test_loop_pattern_takes_a_route_file(tmp_path):
 
 
 def test_sortie_files_are_numbered_per_drone(tmp_path):
-    args = ["plan", str(SHARED / "sites" / "kilindini-mombasa.geojson"), "--pattern", "risk", "--drones", "2"]
+    args = ["plan", str(SITES_DIR / "kilindini-mombasa.geojson"), "--pattern", "risk", "--drones", "2"]
     assert main([*args, "--endurance", "30", "-o", str(tmp_path / "k.plan"), "-q"]) == 0
     names = sorted(p.name for p in tmp_path.glob("*.plan"))
     assert "k-1-s1.plan" in names and "k-2-s1.plan" in names and "k-1-s2.plan" in names
@@ -113,7 +112,7 @@ def test_sortie_files_are_numbered_per_drone(tmp_path):
         (["plan", str(ALGECIRAS), "--pattern", "zigzag"], "invalid choice: 'zigzag'"),
         (["plan", str(ALGECIRAS), "--side-overlap", "100"], "side overlap must be at least 0 % and below 100 %"),
         (["plan", str(ALGECIRAS), "--pattern", "loop"], "the loop pattern needs a route"),
-        (["plan", str(SHARED / "qgc" / "mavsdk-sample.plan")], "the site has no operating area"),
+        (["plan", str(QGC_DIR / "mavsdk-sample.plan")], "the site has no operating area"),
     ],
 )
 def test_user_errors_are_one_line_with_status_2(args, message):

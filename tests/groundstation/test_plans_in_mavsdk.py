@@ -16,9 +16,7 @@ from mavsdk.plugins.mission_raw.mission_raw import MissionRaw
 
 from groundstation.cli import main
 from missions.formats.qgc_plan import read_plan
-from sitl.testdata import SHARED_DATA
-
-SHARED = SHARED_DATA
+from sitl.testdata import QGC_DIR, SITES_DIR
 
 
 def _free_udp_port() -> int:
@@ -50,7 +48,7 @@ def mission_raw():
 )
 def test_mavsdk_imports_every_plan_we_write(tmp_path, mission_raw, site, args):
     out = tmp_path / "p.plan"
-    assert main(["plan", str(SHARED / "sites" / f"{site}.geojson"), *args, "-o", str(out), "-q"]) == 0
+    assert main(["plan", str(SITES_DIR / f"{site}.geojson"), *args, "-o", str(out), "-q"]) == 0
     written = sorted(tmp_path.glob("*.plan"))
     assert written
     for path in written:
@@ -74,8 +72,8 @@ def test_mavsdk_imports_every_plan_we_write(tmp_path, mission_raw, site, args):
 def test_qgc_files_survive_our_round_trip_into_mavsdk(tmp_path, mission_raw, name):
     from missions.formats.qgc_plan import write_plan
 
-    original = mission_raw.import_qgroundcontrol_mission(str(SHARED / "qgc" / f"{name}.plan"))
-    write_plan(read_plan(SHARED / "qgc" / f"{name}.plan"), tmp_path / "again.plan")
+    original = mission_raw.import_qgroundcontrol_mission(str(QGC_DIR / f"{name}.plan"))
+    write_plan(read_plan(QGC_DIR / f"{name}.plan"), tmp_path / "again.plan")
     again = mission_raw.import_qgroundcontrol_mission(str(tmp_path / "again.plan"))
 
     def fields(items):

@@ -192,10 +192,7 @@ def test_progress_is_reported_up_to_done():
 def test_shared_sites_are_covered_safely_and_near_the_bound(name):
     from missions.formats.geojson import read_site_geojson
 
-    path = SITES_DIR / f"{name}.geojson"
-    if not path.exists():
-        pytest.skip(f"{path} not found")
-    site = read_site_geojson(path)
+    site = read_site_geojson(SITES_DIR / f"{name}.geojson")
     area, safe = site.free_space(0.0), site.free_space(5.0)
     launch = site.launch_points_m()[0]
     start = (launch.x, launch.y)

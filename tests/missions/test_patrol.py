@@ -15,13 +15,11 @@ from missions.planners.kpi import compute_kpis
 from missions.planners.paths import cumulative, rotate_closed
 from missions.planners.patrol import Along, PatrolRequest, Pattern, plan_patrol
 from missions.site import RoutePoint
-from sitl.testdata import SHARED_DATA
-
-SHARED = SHARED_DATA
+from sitl.testdata import SITES_DIR
 
 
 def site(name: str):
-    return load_site(SHARED / "sites" / f"{name}.geojson")
+    return load_site(SITES_DIR / f"{name}.geojson")
 
 
 def assert_safe(patrol, margin_m: float) -> None:
@@ -190,7 +188,7 @@ def test_requests_that_make_no_sense_are_refused(request_, message):
 
 
 def test_site_without_a_launch_point_is_refused(tmp_path):
-    doc = json.loads((SHARED / "sites" / "algeciras-port.geojson").read_text())
+    doc = json.loads((SITES_DIR / "algeciras-port.geojson").read_text())
     doc["features"] = [f for f in doc["features"] if f["properties"]["role"] != "launch"]
     path = tmp_path / "nolaunch.geojson"
     path.write_text(json.dumps(doc))

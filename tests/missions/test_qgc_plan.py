@@ -17,11 +17,10 @@ from missions.formats.qgc_plan import (
 )
 from missions.plan import Command, FenceCircle, FencePolygon, Frame, MissionItem, MissionPlan, Waypoint
 from missions.site import Role, Site, Zone
-from sitl.testdata import SHARED_DATA
+from sitl.testdata import QGC_DIR, SITES_DIR
 
-SHARED = SHARED_DATA
-QGC_FILES = sorted((SHARED / "qgc").glob("*.plan"))
-SITE_FILES = sorted((SHARED / "sites").glob("*.geojson"))
+QGC_FILES = sorted(QGC_DIR.glob("*.plan"))
+SITE_FILES = sorted(SITES_DIR.glob("*.geojson"))
 
 
 def minimal_plan(**mission_overrides) -> dict:
@@ -71,13 +70,13 @@ def test_every_shared_plan_loads_and_survives_a_round_trip(path, tmp_path):
     ],
 )
 def test_shared_plans_read_as_qgroundcontrol_wrote_them(name, items, polygons, home_alt_m):
-    plan = read_plan(SHARED / "qgc" / name)
+    plan = read_plan(QGC_DIR / name)
     assert (len(plan.items), len(plan.fence_polygons), plan.home.alt_m) == (items, polygons, home_alt_m)
     assert plan.cruise_speed_m_s == 15.0 and plan.hover_speed_m_s == 5.0
 
 
 def test_null_params_stay_unset_and_editor_fields_survive(tmp_path):
-    plan = read_plan(SHARED / "qgc" / "px4-sitl-multirotor.plan")
+    plan = read_plan(QGC_DIR / "px4-sitl-multirotor.plan")
     terrain_item = plan.items[5]
     assert terrain_item.params[3] is None and terrain_item.alt_m is None
     write_plan(plan, tmp_path / "out.plan")
@@ -270,9 +269,9 @@ def test_written_plans_meet_what_mavsdk_and_qgroundcontrol_require(plan, tmp_pat
 
 def test_shared_geofence_sample_would_be_refused_by_mavsdk_but_ours_is_not(tmp_path):
     # QGroundControl's old sample writes rallyPoints version 1, which MAVSDK rejects.
-    original = json.loads((SHARED / "qgc" / "geofence-home-base.plan").read_text())
+    original = json.loads((QGC_DIR / "geofence-home-base.plan").read_text())
     assert mavsdk_accepts(original) == ["rallyPoints version"]
-    assert mavsdk_accepts(plan_json(read_plan(SHARED / "qgc" / "geofence-home-base.plan"))) == []
+    assert mavsdk_accepts(plan_json(read_plan(QGC_DIR / "geofence-home-base.plan"))) == []
 
 
 def test_written_patrol_reads_back_equal_with_unset_params_as_none(tmp_path):
@@ -290,7 +289,7 @@ def test_written_patrol_reads_back_equal_with_unset_params_as_none(tmp_path):
 
 
 def test_site_from_shared_geofence_plan():
-    site = read_site_plan(SHARED / "qgc" / "geofence-home-base.plan")
+    site = read_site_plan(QGC_DIR / "geofence-home-base.plan")
     assert site.name == "geofence-home-base"
     assert [(z.role, z.name) for z in site.zones] == [
         (Role.OPERATING_AREA, "Inclusion polygon 1"),
@@ -302,7 +301,7 @@ def test_site_from_shared_geofence_plan():
 
 
 def test_route_altitudes_are_made_relative_to_home():
-    site = read_site_plan(SHARED / "qgc" / "px4-sitl-multirotor.plan")
+    site = read_site_plan(QGC_DIR / "px4-sitl-multirotor.plan")
     alts = [p.alt_m for p in site.route]
     assert alts[:2] == [30.0, 60.0]
     assert alts[2] == pytest.approx(638.056 - 488.056)  # frame 0 (AMSL) minus home

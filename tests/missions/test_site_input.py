@@ -11,11 +11,10 @@ from missions.errors import InputError
 from missions.formats import load_site
 from missions.formats.geojson import read_site_geojson, write_geojson
 from missions.site import Role
-from sitl.testdata import SHARED_DATA
+from sitl.testdata import QGC_DIR, SITES_DIR
 
-SHARED = SHARED_DATA
-SITES = sorted((SHARED / "sites").glob("*.geojson"))
-PLANS = sorted((SHARED / "qgc").glob("*.plan"))
+SITES = sorted(SITES_DIR.glob("*.geojson"))
+PLANS = sorted(QGC_DIR.glob("*.plan"))
 
 
 def test_shared_data_is_there():
@@ -48,7 +47,7 @@ def test_every_shared_qgc_plan_loads_as_a_site(path):
 
 
 def test_circles_keep_their_radius_and_enclose_the_true_circle():
-    site = load_site(SHARED / "sites" / "algeciras-port.geojson")
+    site = load_site(SITES_DIR / "algeciras-port.geojson")
     fuel = next(z for z in site.no_fly if z.is_circle)
     assert fuel.radius_m == 150
     polygon = site.local(fuel)
@@ -58,7 +57,7 @@ def test_circles_keep_their_radius_and_enclose_the_true_circle():
 
 
 def test_site_round_trips_through_geojson(tmp_path):
-    site = load_site(SHARED / "sites" / "tarifa-coast.geojson")
+    site = load_site(SITES_DIR / "tarifa-coast.geojson")
     again = load_site(write_geojson(tmp_path / "again.geojson", site))
     assert [(z.role, z.name, z.risk, z.radius_m) for z in again.zones] == [
         (z.role, z.name, z.risk, z.radius_m) for z in site.zones

@@ -16,7 +16,7 @@ import math
 import os
 import re
 import shutil
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote, urlsplit
@@ -100,10 +100,13 @@ def write_preview_map(
     *,
     tiles_url: str | None = None,
     tiles_attribution: str | None = None,
+    add_layers: Callable[[folium.Map, MapLegend], None] | None = None,
 ) -> Path:
     """Write an HTML map of the site and routes; Leaflet goes to ``<stem>_files/leaflet/`` beside it.
 
     With no ``tiles_url`` the map has a plain background and loads nothing from any network.
+    ``add_layers(map, legend)`` draws more (a run report's tracks and alerts) on top of the
+    routes, before the layer control is made so that it lists them too.
     """
     dist = leaflet_dist_dir()
     out_html = Path(out_html)
@@ -122,11 +125,13 @@ def write_preview_map(
         attribution = tiles_attribution or urlsplit(tiles_url).netloc or tiles_url
         folium.TileLayer(tiles_url, attr=html.escape(attribution), name="Tiles").add_to(fmap)
 
-    legend = _Legend()
+    legend = MapLegend()
     _draw_site(fmap, site, legend)
     _draw_routes(fmap, site, routes, legend)
     # Last, on top: drones usually take off from the pad, and their start rings must not hide it.
     _draw_launch_points(fmap, site, legend)
+    if add_layers is not None:
+        add_layers(fmap, legend)
     folium.LayerControl(collapsed=True).add_to(fmap)
     fmap.add_child(legend)
 
@@ -164,7 +169,7 @@ def _copy_leaflet(dist: Path, target: Path) -> None:
         shutil.copyfile(license_file, target / "LICENSE")
 
 
-def _draw_site(fmap: folium.Map, site: Site, legend: _Legend) -> None:
+def _draw_site(fmap: folium.Map, site: Site, legend: MapLegend) -> None:
     if site.operating_areas:
         layer = folium.FeatureGroup(name="Operating area").add_to(fmap)
         for zone in site.operating_areas:
@@ -200,13 +205,13 @@ def _draw_site(fmap: folium.Map, site: Site, legend: _Legend) -> None:
         layer = folium.FeatureGroup(name="Coastline").add_to(fmap)
         for zone in coastlines:
             for line in _lines(zone.shape_deg.boundary if _is_areal(zone.shape_deg) else zone.shape_deg):
-                folium.PolyLine(line, color=COASTLINE_COLOR, weight=3, tooltip=_text(f"Coastline: {zone.name}")).add_to(
-                    layer
-                )
+                folium.PolyLine(
+                    line, color=COASTLINE_COLOR, weight=3, tooltip=map_text(f"Coastline: {zone.name}")
+                ).add_to(layer)
         legend.add("line", COASTLINE_COLOR, "Coastline")
 
 
-def _draw_routes(fmap: folium.Map, site: Site, routes: Sequence[MapRoute], legend: _Legend) -> None:
+def _draw_routes(fmap: folium.Map, site: Site, routes: Sequence[MapRoute], legend: MapLegend) -> None:
     groups: dict[str, tuple[str, folium.FeatureGroup]] = {}
     for route in routes:
         if not route.points_deg:
@@ -215,7 +220,7 @@ def _draw_routes(fmap: folium.Map, site: Site, routes: Sequence[MapRoute], legen
         if key not in groups:
             index = len(groups)
             color = route.color or route_color(index)
-            layer = folium.FeatureGroup(name=_text(key)).add_to(fmap)
+            layer = folium.FeatureGroup(name=map_text(key)).add_to(fmap)
             groups[key] = (color, layer)
             # An unfilled ring, wider for each drone, so starts that share a pad stay visible side by side.
             folium.CircleMarker(
@@ -224,12 +229,12 @@ def _draw_routes(fmap: folium.Map, site: Site, routes: Sequence[MapRoute], legen
                 color=color,
                 weight=3,
                 fill=False,
-                tooltip=_text(f"{key}: start"),
+                tooltip=map_text(f"{key}: start"),
             ).add_to(layer)
             legend.add("line", color, key)
         color, layer = groups[key]
         km = _length_m(site, route.points_deg) / 1000.0
-        tooltip = _text(f"{route.label} — {len(route.points_deg)} waypoints, {km:.1f} km")
+        tooltip = map_text(f"{route.label} — {len(route.points_deg)} waypoints, {km:.1f} km")
         folium.PolyLine(route.points_deg, color=route.color or color, weight=3, opacity=0.9, tooltip=tooltip).add_to(
             layer
         )
@@ -237,7 +242,7 @@ def _draw_routes(fmap: folium.Map, site: Site, routes: Sequence[MapRoute], legen
         legend.add("ring", "#555555", "Route start")
 
 
-def _draw_launch_points(fmap: folium.Map, site: Site, legend: _Legend) -> None:
+def _draw_launch_points(fmap: folium.Map, site: Site, legend: MapLegend) -> None:
     if not site.launch:
         return
     layer = folium.FeatureGroup(name="Launch points").add_to(fmap)
@@ -250,7 +255,7 @@ def _draw_launch_points(fmap: folium.Map, site: Site, legend: _Legend) -> None:
                 weight=2,
                 fill_color=LAUNCH_COLOR,
                 fill_opacity=1.0,
-                tooltip=_text(f"Launch: {zone.name}"),
+                tooltip=map_text(f"Launch: {zone.name}"),
             ).add_to(layer)
     legend.add("dot", LAUNCH_COLOR, "Launch point")
 
@@ -266,7 +271,7 @@ def route_color(index: int) -> str:
 
 
 def _add_zone(layer: folium.FeatureGroup, zone: Zone, style: dict, label: str) -> None:
-    tooltip = _text(label)
+    tooltip = map_text(label)
     if zone.is_circle:
         for lat, lon in _points(zone.shape_deg):
             folium.Circle((lat, lon), radius=zone.radius_m, tooltip=tooltip, **style).add_to(layer)
@@ -338,7 +343,7 @@ def _bounds(site: Site, routes: Sequence[MapRoute]) -> list[list[float]] | None:
     return [[min_lat, min_lon], [max_lat, max_lon]]
 
 
-def _text(text: str) -> str:
+def map_text(text: str) -> str:
     """Plain text made safe for folium, which pastes tooltips raw into a JavaScript template literal."""
     return html.escape(str(text)).replace("`", "&#96;").replace("$", "&#36;").replace("\\", "&#92;")
 
@@ -356,7 +361,7 @@ _STYLE = f"""<style>
 </style>"""
 
 
-class _Legend(MacroElement):
+class MapLegend(MacroElement):
     """A Leaflet control listing what the map draws, so it stacks with the scale bar."""
 
     _template = Template(

@@ -203,6 +203,27 @@ def _number(source: str, label: str, props: dict, key: str) -> float | None:
     return float(value)
 
 
+def zone_from_feature(source: str, feature: dict, label: str = "feature") -> Zone:
+    """One zone from a GeoJSON Feature whose properties give its role, by the rules files are read by.
+
+    For shapes drawn or edited by hand: what is accepted here is what a saved site reads back.
+    """
+    props = feature.get("properties") or {}
+    if not isinstance(props, dict) or props.get("role") is None:
+        raise InputError(source, "a zone needs properties with a 'role'", label)
+    try:
+        role = Role.parse(str(props["role"]))
+    except ValueError as exc:
+        raise InputError(source, str(exc), label) from None
+    geometry = feature.get("geometry")
+    if geometry is None:
+        raise InputError(source, "has no geometry", label)
+    shapes = _shapes(source, label, geometry)
+    if len(shapes) != 1:
+        raise InputError(source, f"a zone is one shape, got {len(shapes)}", label)
+    return _zone(source, label, role, str(props.get("name") or label), shapes[0], props)
+
+
 def _route_points(source: str, label: str, shape: BaseGeometry) -> list[RoutePoint]:
     if shape.geom_type != "LineString":
         raise InputError(source, f"a route must be a LineString, got a {shape.geom_type}", label)

@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import contextlib
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
 from missions.errors import UserError
+from missions.site import Site
 from vision.alerts import AlertEngine
 from vision.camera import Intrinsics
 from vision.evidence import EvidenceLog
 from vision.geolocate import Geolocator
-from vision.pipeline import FrameResult, Pipeline, RunStats
+from vision.pipeline import DetectionSink, FrameResult, Pipeline, RunStats
 from vision.sinks import AlertSink, ConsoleSink, JsonLinesSink, UdpJsonSink
 from vision.sources import Source, open_source
 from vision.tracking import Tracker
@@ -72,15 +74,27 @@ class Assembly:
         self.closers.clear()
 
 
-def assemble(options: RunOptions, console: TextIO | None = None) -> Assembly:
-    """Open the source, load the model, site, pose and sinks; raise InputError naming any bad one."""
+def assemble(
+    options: RunOptions,
+    console: TextIO | None = None,
+    *,
+    site: Site | None = None,
+    evidence: EvidenceLog | None = None,
+    alert_sinks: Iterable[AlertSink] = (),
+    detection_sinks: Iterable[DetectionSink] = (),
+) -> Assembly:
+    """Open the source, load the model, site, pose and sinks; raise InputError naming any bad one.
+
+    A caller running several streams (the ground station) passes what they share: a `site`
+    already loaded (instead of ``options.site``), one `evidence` log (instead of
+    ``options.evidence_dir``), and sinks of its own; the assembly closes none of those.
+    """
     from vision.detectors import load_detector
 
     closers: list = []
     try:
         detector = load_detector(options.model, options.backend, conf=options.conf, tile=options.tile)
-        site = None
-        if options.site:
+        if site is None and options.site:
             from missions.formats import load_site
 
             site = load_site(options.site)
@@ -90,21 +104,20 @@ def assemble(options: RunOptions, console: TextIO | None = None) -> Assembly:
 
             poses = MavlinkPose(options.pose_url, ground_amsl_m=options.ground_amsl_m)
             closers.append(poses.close)
-        alert_sinks: list[AlertSink] = []
+        alert_sinks = list(alert_sinks)
+        detection_sinks = list(detection_sinks)
         if options.console:
             alert_sinks.append(ConsoleSink(console))
         if options.alerts_file:
             sink = JsonLinesSink(options.alerts_file)
             alert_sinks.append(sink)
             closers.append(sink.close)
-        detection_sinks = []
         if options.udp:
             udp = UdpJsonSink(*options.udp)
             alert_sinks.append(udp)
             detection_sinks.append(udp)
             closers.append(udp.close)
-        evidence = None
-        if options.evidence_dir:
+        if evidence is None and options.evidence_dir:
             evidence = EvidenceLog.open(Path(options.evidence_dir))
             closers.append(evidence.close)
         source = open_source(options.source, options.name)

@@ -20,7 +20,15 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from groundstation import detect_command, evidence_command, fly_command, plan_command, sim_command
+    from groundstation import (
+        detect_command,
+        evidence_command,
+        fly_command,
+        gui_command,
+        plan_command,
+        report_command,
+        sim_command,
+    )
 
     parser = _Parser(prog="borderwatch", description="Plan, fly and watch drone patrols over ports and coastlines.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log everything, MAVSDK's chatter included")
@@ -31,6 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     fly_command.add_parser(commands)
     evidence_command.add_parser(commands)
     detect_command.add_parser(commands)
+    gui_command.add_parser(commands)
+    report_command.add_parser(commands)
     return parser
 
 

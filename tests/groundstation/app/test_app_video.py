@@ -7,7 +7,6 @@ alerts-panel.png.
 
 from __future__ import annotations
 
-import threading
 import time
 
 import numpy as np
@@ -18,13 +17,14 @@ from PyQt6.QtGui import QImage
 from groundstation.app.alerts_panel import AlertsModel, AlertsPanel
 from groundstation.app.video_panel import VideoPanel
 from groundstation.app.vision_worker import StreamConfig
+from groundstation.run_data import read_run
+from groundstation.runfolder import RunRecorder
 from missions.formats import load_site
 from sitl.cameras import SimCameras
 from sitl.pytest_plugin import free_port_block
 from sitl.scenarios import hover_over_zone
 from sitl.testdata import SITES_DIR
 from vision.alerts import RuleKind
-from vision.evidence import EvidenceLog
 
 pytestmark = [pytest.mark.gui, pytest.mark.slow]
 
@@ -42,32 +42,6 @@ def site():
 def hover(site, tmp_path_factory):
     with hover_over_zone(site, ZONE, tmp_path_factory.mktemp("video"), 60.0) as scenario:
         yield scenario
-
-
-class Recorder:
-    """What the worker needs of a run recorder, remembering what it was given."""
-
-    def __init__(self, directory) -> None:
-        self.evidence = EvidenceLog.open(directory)
-        self.lock = threading.Lock()
-        self.frames: list[tuple[int | None, int]] = []
-        self.alerts = []
-        self.detections = []
-
-    def record_frame(self, vehicle, result) -> None:
-        with self.lock:
-            self.frames.append((vehicle, result.frame_index))
-
-    def emit(self, alert) -> None:
-        with self.lock:
-            self.alerts.append(alert)
-
-    def emit_detections(self, detections) -> None:
-        with self.lock:
-            self.detections.append(detections)
-
-    def close(self) -> None:
-        self.evidence.close()
 
 
 def shows_boxes(view) -> bool:
@@ -91,7 +65,7 @@ def make_panel(qtbot, site, recorder=None) -> VideoPanel:
 
 
 def test_a_stream_shows_boxes_and_raises_an_alert_with_its_snapshot(qtbot, hover, site, tmp_path, screenshot):
-    recorder = Recorder(tmp_path / "evidence")
+    recorder = RunRecorder.create(tmp_path / "run", site, [("vehicle 1", hover.onboard_url)])
     panel = make_panel(qtbot, site, recorder)
     alerts = AlertsPanel(AlertsModel())
     qtbot.addWidget(alerts)
@@ -129,17 +103,20 @@ def test_a_stream_shows_boxes_and_raises_an_alert_with_its_snapshot(qtbot, hover
     screenshot(panel, "video-panel")
     screenshot(alerts, "alerts-panel")
 
-    with recorder.lock:
-        assert recorder.frames and {vehicle for vehicle, _ in recorder.frames} == {0}
-        assert alert in recorder.alerts
-        assert recorder.detections
-    assert recorder.evidence.last_seq >= 0, "the alert's evidence goes to the recorder's log"
-
     assert panel.remove_stream("drone-1")
     assert panel.streams() == ()
     qtbot.waitUntil(lambda: not worker.running, timeout=5_000)
     recorder.close()
     assert errors == []
+
+    run = read_run(tmp_path / "run")  # what the stream left in the run folder
+    assert run.frames and {f.vehicle for f in run.frames} == {0}
+    seen = [f.footprint_deg for f in run.frames if f.footprint_deg is not None and f.footprint_deg.area > 0]
+    assert seen, "frames carry the camera's ground footprint"
+    assert alert.alert_id in {a.alert_id for a in run.alerts}
+    assert run.detections
+    assert run.evidence is not None and run.evidence.ok, "the alert's evidence is in the run's log and verifies"
+    assert alert.alert_id in run.snapshots
 
 
 def test_two_streams_keep_the_interface_responsive(qtbot, hover, site, tmp_path, screenshot):

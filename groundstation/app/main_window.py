@@ -99,7 +99,7 @@ class MainWindow(QMainWindow):
         self.docks["site"].raise_()
         # The map gets what is left; the video gets more height than the fleet table needs.
         self.resizeDocks([self.docks["site"], self.docks["fleet"]], [360, 560], Qt.Orientation.Horizontal)
-        self.resizeDocks([self.docks["fleet"], self.docks["video"]], [300, 420], Qt.Orientation.Vertical)
+        self.resizeDocks([self.docks["fleet"], self.docks["video"]], [400, 360], Qt.Orientation.Vertical)
         self.resizeDocks([self.docks["alerts"]], [200], Qt.Orientation.Vertical)
         self._status = QLabel("no fleet connected")
         self.statusBar().addPermanentWidget(self._status)

@@ -60,6 +60,7 @@ class _Tile(QFrame):
         header.addWidget(self.caption, 1)
         header.addWidget(close)
         self.view = VideoView()
+        self.view.setMinimumSize(160, 90)  # several tiles share a dock: let them shrink instead of scrolling
         self.view.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(2, 2, 2, 2)
@@ -121,6 +122,7 @@ class VideoPanel(QWidget):
         self._recorder_provider = recorder_provider
         self._settings = settings
         self._tiles: dict[str, _Tile] = {}
+        self._columns = 1
         self._stopping: set[VisionWorker] = set()
 
         self.source_edit = QLineEdit()
@@ -150,7 +152,7 @@ class VideoPanel(QWidget):
         self._empty.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self._empty.setStyleSheet("color: #777")
         self._grid.addWidget(self._empty, 0, 0)
-        scroll = QScrollArea()
+        scroll = self._scroll = QScrollArea()
         scroll.setWidgetResizable(True)
         scroll.setFrameShape(QFrame.Shape.NoFrame)
         scroll.setWidget(self._grid_host)
@@ -253,9 +255,19 @@ class VideoPanel(QWidget):
         if not tiles:
             self._grid.addWidget(self._empty, 0, 0)
             return
-        columns = math.ceil(math.sqrt(len(tiles)))
+        columns = best_columns(len(tiles), *self._room())
+        self._columns = columns
         for i, tile in enumerate(tiles):
             self._grid.addWidget(tile, i // columns, i % columns)
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        if self._tiles and best_columns(len(self._tiles), *self._room()) != self._columns:
+            self._relayout()
+
+    def _room(self) -> tuple[int, int]:
+        viewport = self._scroll.viewport()
+        return viewport.width(), viewport.height()
 
     # ------------------------------------------------------------ settings
     def _restore_fields(self, settings: QSettings) -> None:
@@ -282,3 +294,17 @@ class VideoPanel(QWidget):
                 continue
             if config.name not in self._tiles:
                 self.add_stream(config)
+
+
+def best_columns(tiles: int, width_px: int, height_px: int, aspect: float = 16 / 9) -> int:
+    """How many columns show `tiles` videos of `aspect` biggest in a panel of this size.
+
+    A tall, narrow dock stacks them; a wide one puts them side by side.
+    """
+    best, best_width = 1, -1.0
+    for columns in range(1, max(1, tiles) + 1):
+        rows = math.ceil(tiles / columns)
+        video_width = min(width_px / columns, height_px / rows * aspect)
+        if video_width > best_width + 1e-9:
+            best, best_width = columns, video_width
+    return best

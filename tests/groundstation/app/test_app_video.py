@@ -15,7 +15,7 @@ from PyQt6.QtCore import QTimer
 from PyQt6.QtGui import QImage
 
 from groundstation.app.alerts_panel import AlertsModel, AlertsPanel
-from groundstation.app.video_panel import VideoPanel
+from groundstation.app.video_panel import VideoPanel, best_columns
 from groundstation.app.vision_worker import StreamConfig
 from groundstation.run_data import read_run
 from groundstation.runfolder import RunRecorder
@@ -204,3 +204,11 @@ def test_the_add_control_names_streams_and_refuses_an_empty_source(qtbot, site, 
     assert not panel.message.isVisible()
     assert panel.remove_stream("camera-2") and [c.name for c in panel.streams()] == ["camera-2 (2)"]
     panel.stop_all()
+
+
+@pytest.mark.parametrize(
+    ("tiles", "size", "columns"),
+    [(1, (800, 600), 1), (2, (560, 700), 1), (2, (1400, 400), 2), (4, (1200, 700), 2), (3, (400, 1200), 1)],
+)
+def test_tiles_stack_in_a_tall_dock_and_sit_side_by_side_in_a_wide_one(tiles, size, columns):
+    assert best_columns(tiles, *size) == columns

@@ -19,6 +19,7 @@ import json
 import logging
 import math
 import re
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from string import Template
@@ -59,6 +60,12 @@ from groundstation.maps import (
 from missions.site import Role, Site, Zone
 from vision.alerts import Alert
 from vision.detections import Detections, ObjectClass
+
+# Chromium (inside Qt WebEngine) and triton's native library cannot share a process: importing
+# triton once a web view has started crashes it (SIGSEGV in triton._C). torch imports triton only
+# to offer GPU kernel compilation, which detection never uses, and treats a triton it cannot
+# import as absent — so a .pt model can still be loaded by the app after the map is up.
+sys.modules.setdefault("triton", None)
 
 log = logging.getLogger(__name__)
 

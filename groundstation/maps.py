@@ -47,6 +47,8 @@ LAUNCH_COLOR = "#263238"
 BACKGROUND_COLOR = "#eef1f4"
 # ColorBrewer YlOrRd: yellow for risk 1 through dark red for risk 5.
 RISK_COLORS = {1: "#fed976", 2: "#feb24c", 3: "#fd8d3c", 4: "#f03b20", 5: "#800026"}
+# An alert's severity follows its zone's risk (vision.alerts.severity), so it takes that risk's colour.
+SEVERITY_COLORS = {"low": RISK_COLORS[2], "medium": RISK_COLORS[3], "high": RISK_COLORS[4], "critical": RISK_COLORS[5]}
 # Kept clear of the zone colours (green, red, yellow-to-red, blue) so a route never reads as a zone.
 ROUTE_COLORS = ("#6a1b9a", "#00838f", "#d81b60", "#5d4037", "#283593", "#9e9d24", "#212121", "#ef6c00")
 

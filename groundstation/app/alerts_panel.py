@@ -41,12 +41,11 @@ from PyQt6.QtWidgets import (
     QWidget,
 )
 
-from groundstation.maps import RISK_COLORS
+from groundstation.maps import SEVERITY_COLORS
 from missions.errors import UserError
 from vision.alerts import Alert
 
 # The words of vision.alerts.severity, coloured as the map colours the zone risks they come from.
-SEVERITY_COLORS = {"low": RISK_COLORS[2], "medium": RISK_COLORS[3], "high": RISK_COLORS[4], "critical": RISK_COLORS[5]}
 EXPORT_SUFFIXES = (".csv", ".geojson", ".jsonl")
 CSV_FIELDS = (
     "alert_id",

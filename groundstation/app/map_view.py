@@ -50,6 +50,7 @@ from groundstation.maps import (
     OPERATING_AREA_COLOR,
     RISK_COLORS,
     SETUP_COMMAND,
+    SEVERITY_COLORS,
     WEB_DIR,
     MapRoute,
     WebAssetsMissing,
@@ -84,7 +85,6 @@ DETECTION_COLORS = {
     ObjectClass.PERSON: "#76ff03",
     ObjectClass.OTHER: "#bdbdbd",
 }
-SEVERITY_COLORS = {"low": "#fbc02d", "medium": "#fb8c00", "high": "#e53935", "critical": "#880e4f"}
 UNKNOWN_SEVERITY_COLOR = "#616161"
 
 _ROLE_NAMES = {

@@ -10,7 +10,8 @@ import pytest
 from PyQt6.QtCore import Qt
 from PyQt6.QtGui import QColor
 
-from groundstation.app.alerts_panel import SEVERITY_COLORS, AlertsModel, AlertsPanel
+from groundstation.app.alerts_panel import AlertsModel, AlertsPanel
+from groundstation.maps import SEVERITY_COLORS
 from vision.alerts import Alert, RuleKind, severity
 from vision.detections import ObjectClass
 from vision.pipeline import snapshot_jpeg

@@ -10,7 +10,7 @@ from PyQt6.QtCore import QCoreApplication, QEvent, QPoint, Qt, QUrl
 from PyQt6.QtTest import QTest
 
 from groundstation.app import map_view
-from groundstation.app.map_view import SEVERITY_COLORS, MapView
+from groundstation.app.map_view import MapView
 from groundstation.fleet.state import VehicleState
 from groundstation.maps import (
     LAUNCH_COLOR,
@@ -19,6 +19,7 @@ from groundstation.maps import (
     OPERATING_AREA_COLOR,
     RISK_COLORS,
     ROUTE_COLORS,
+    SEVERITY_COLORS,
     MapRoute,
 )
 from missions.formats import load_site

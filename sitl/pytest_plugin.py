@@ -8,7 +8,9 @@ hearing each other's vehicles; MAVSDK connects with `vehicle.connect_url`.
 from __future__ import annotations
 
 import random
+import shutil
 import socket
+import subprocess
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -101,3 +103,31 @@ def px4_vehicle() -> Iterator[Px4Vehicle]:
     home = algeciras_home()
     with Px4Fleet(px4_instances(build, 1, [home])):
         yield Px4Vehicle("udpin://0.0.0.0:14540", home)
+
+
+@pytest.fixture
+def chromium(tmp_path) -> Callable[..., subprocess.CompletedProcess[str]]:
+    """`chromium("--dump-dom", url)`: headless Chromium, offline, with a profile of the test's own; fails the
+    test, saying how to install it, when there is no Chromium."""
+    binary = shutil.which("chromium") or shutil.which("chromium-browser")
+    if binary is None:
+        pytest.fail("chromium is not installed; run `make setup` (it installs the Debian package chromium)")
+    flags = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'chromium-profile'}",
+        "--virtual-time-budget=5000",
+    ]
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run([binary, *flags, *args], capture_output=True, text=True, timeout=120, check=False)
+        assert result.returncode == 0, result.stderr[-2000:]
+        return result
+
+    return run

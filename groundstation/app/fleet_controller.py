@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import contextlib
 import logging
 import threading
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
@@ -20,7 +19,7 @@ from typing import Any
 from PyQt6.QtCore import QObject, Qt, pyqtSignal
 
 from groundstation.app.async_loop import AsyncLoop
-from groundstation.fleet import FleetError, FleetEvent, FleetLink, LandedState, Reason, VehicleLink, VehicleState
+from groundstation.fleet import FleetError, FleetEvent, FleetLink, Reason, VehicleLink, VehicleState
 from groundstation.fleet.flight import FlightOptions
 from groundstation.fleet.mission import raw_plan
 from groundstation.fleet.sorties import SortiesOutcome, fly_sorties
@@ -122,15 +121,7 @@ class FleetController(QObject):
                 raise FleetError(vehicle, Reason.MISSION_REJECTED, "no mission on the vehicle: upload a plan first")
             o = self._options
             await link.wait_healthy(o.health_timeout_s)
-            await link.check_mission(retry_for_s=o.start_retry_s)
-            await link.arm()
-            try:
-                await link.start_mission(retry_for_s=o.start_retry_s)
-            except FleetError:
-                with contextlib.suppress(FleetError):
-                    if link.state.landed_state is not LandedState.IN_AIR:
-                        await link.disarm()
-                raise
+            await link.launch(retry_for_s=o.start_retry_s)
 
         return self._command(vehicle, "start", work, exclusive=True)
 

@@ -6,7 +6,6 @@ The outcome says what happened in terms a report can print; nothing here prints.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import math
 import time
 from dataclasses import dataclass, field
@@ -76,21 +75,7 @@ class Flight:
                 self._battery_start = ready.battery_pct
             except FleetError:
                 self._notes.append("the vehicle reported no battery level before take-off")
-            # PX4 checks a new mission before it lets it start, and disarms a vehicle left armed
-            # and idle on the pad (COM_DISARM_PRFLT; seconds under a sim speed factor). So the
-            # check is waited out on the ground (MAVSDK's arm switches a vehicle in Mission mode
-            # to Hold first anyway, so the mode cannot simply be set before arming); then arm and
-            # start at once.
-            await v.check_mission(retry_for_s=o.start_retry_s)
-            await v.arm()
-            self._armed_at = time.monotonic()
-            try:
-                await v.start_mission(retry_for_s=o.start_retry_s)
-            except FleetError:
-                with contextlib.suppress(FleetError):
-                    if v.state.landed_state is not LandedState.IN_AIR:
-                        await v.disarm()
-                raise
+            self._armed_at = await v.launch(retry_for_s=o.start_retry_s)
             await self._watch()
         except FleetError as exc:
             self._error = exc

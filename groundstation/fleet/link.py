@@ -22,7 +22,15 @@ from groundstation.fleet.feed import Feed
 from groundstation.fleet.mavsdk_log import route_mavsdk_logs
 from groundstation.fleet.mission import RawPlan, differences, from_mavsdk, raw_plan, to_mavsdk
 from groundstation.fleet.reasons import action_reason, transfer_reason
-from groundstation.fleet.state import FleetError, FleetEvent, Reason, Severity, VehicleState, vehicle_name
+from groundstation.fleet.state import (
+    FleetError,
+    FleetEvent,
+    LandedState,
+    Reason,
+    Severity,
+    VehicleState,
+    vehicle_name,
+)
 from groundstation.fleet.telemetry import VehicleTelemetry
 from missions.plan import MissionPlan
 
@@ -190,6 +198,27 @@ class VehicleLink:
         """
         await self._start(retry_for_s, timeout_s)
         await self.pause(timeout_s)
+
+    async def launch(self, *, retry_for_s: float = 10.0) -> float:
+        """Check the uploaded mission on the ground, arm, start it; the time.monotonic() it was armed.
+
+        PX4 disarms a vehicle left armed and idle on the pad (COM_DISARM_PRFLT; seconds under a
+        sim speed factor), so the check is waited out before arming, then arm and start follow at
+        once (MAVSDK's arm switches a vehicle in Mission mode to Hold first, so the mode cannot
+        simply be set before arming). A vehicle that armed but would not start is disarmed again
+        unless it is in the air.
+        """
+        await self.check_mission(retry_for_s=retry_for_s)
+        await self.arm()
+        armed_at = time.monotonic()
+        try:
+            await self.start_mission(retry_for_s=retry_for_s)
+        except FleetError:
+            with contextlib.suppress(FleetError):
+                if self.state.landed_state is not LandedState.IN_AIR:
+                    await self.disarm()
+            raise
+        return armed_at
 
     async def _start(self, retry_for_s: float, timeout_s: float) -> None:
         give_up = time.monotonic() + retry_for_s

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import shutil
-import subprocess
 from pathlib import Path
 from urllib.parse import unquote
 
@@ -22,8 +21,6 @@ from groundstation.maps import (
     write_preview_map,
 )
 from missions.site import Role, Site, Zone
-
-SETUP_HINT = "run `make setup` (it installs the Debian package chromium: apt-get install chromium)"
 
 
 def algeciras_site() -> Site:
@@ -159,34 +156,13 @@ def test_each_drone_gets_its_own_colour() -> None:
     assert len(set(colours)) == len(colours)
 
 
-def chromium(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    binary = shutil.which("chromium") or shutil.which("chromium-browser")
-    if binary is None:
-        pytest.fail(f"chromium is not installed; {SETUP_HINT}")
-    flags = [
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        f"--user-data-dir={tmp_path / 'chromium-profile'}",
-        "--virtual-time-budget=5000",
-    ]
-    result = subprocess.run([binary, *flags, *args], capture_output=True, text=True, timeout=120, check=False)
-    assert result.returncode == 0, result.stderr[-2000:]
-    return result
-
-
-def test_leaflet_draws_the_map_offline_in_chromium(tmp_path: Path) -> None:
+def test_leaflet_draws_the_map_offline_in_chromium(tmp_path: Path, chromium) -> None:
     site = algeciras_site()
     out = write_preview_map(site, ROUTES, tmp_path / "patrol map.html", title="Algeciras patrol")
 
-    dom = chromium(tmp_path, "--dump-dom", out.as_uri()).stdout
+    dom = chromium("--dump-dom", out.as_uri()).stdout
     screenshot = tmp_path / "map.png"
-    chromium(tmp_path, f"--screenshot={screenshot}", "--window-size=1200,900", out.as_uri())
+    chromium(f"--screenshot={screenshot}", "--window-size=1200,900", out.as_uri())
     print(f"map screenshot: {screenshot}")
 
     assert "leaflet-container" in dom
@@ -201,12 +177,12 @@ def test_leaflet_draws_the_map_offline_in_chromium(tmp_path: Path) -> None:
     assert screenshot.stat().st_size > 10_000
 
 
-def test_sorties_of_one_drone_share_a_colour_and_a_legend_row(tmp_path: Path) -> None:
+def test_sorties_of_one_drone_share_a_colour_and_a_legend_row(tmp_path: Path, chromium) -> None:
     site = algeciras_site()
     first = ROUTES[0].points_deg
     sorties = [MapRoute(f"drone {d} sortie {k}", first, group=f"drone {d}") for d in (1, 2) for k in range(1, 7)]
     out = write_preview_map(site, sorties, tmp_path / "sorties.html")
-    dom = chromium(tmp_path, "--dump-dom", out.as_uri()).stdout
+    dom = chromium("--dump-dom", out.as_uri()).stdout
     legend = dom[dom.index("borderwatch-legend") :]
     assert legend.count(">drone 1<") == 1 and legend.count(">drone 2<") == 1
     interactive = [p for p in re.findall(r"<path\b[^>]*>", dom) if "leaflet-interactive" in p]

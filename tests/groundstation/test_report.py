@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import subprocess
 import time
 from pathlib import Path
 from urllib.parse import unquote
@@ -232,27 +231,6 @@ def linked_files(page: str) -> list[str]:
     return urls
 
 
-def chromium(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    binary = shutil.which("chromium") or shutil.which("chromium-browser")
-    if binary is None:
-        pytest.fail("chromium is not installed; run `make setup` (apt-get install chromium)")
-    flags = [
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        f"--user-data-dir={tmp_path / 'chromium-profile'}",
-        "--virtual-time-budget=5000",
-    ]
-    result = subprocess.run([binary, *flags, *args], capture_output=True, text=True, timeout=120, check=False)
-    assert result.returncode == 0, result.stderr[-2000:]
-    return result
-
-
 def with_first_popup_open(page: Path) -> Path:
     """A copy of the page that opens the first popup on the map once it is drawn (a click, headless)."""
     text = page.read_text(encoding="utf-8")
@@ -288,19 +266,19 @@ def test_report_is_one_folder_that_names_only_local_files(tmp_path: Path) -> Non
     assert (out.parent / "report_files" / "leaflet" / "images" / "layers.png").is_file()
 
 
-def test_report_draws_the_run_offline_in_chromium(tmp_path: Path) -> None:
+def test_report_draws_the_run_offline_in_chromium(tmp_path: Path, chromium) -> None:
     recorded = record_patrol(tmp_path / "run")
     run = read_run(tmp_path / "run")
     out = write_report(run, tmp_path / "report" / "report.html")
 
-    dom = chromium(tmp_path, "--dump-dom", out.as_uri()).stdout
+    dom = chromium("--dump-dom", out.as_uri()).stdout
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     shot = SCREENSHOTS / "report.png"
-    chromium(tmp_path, f"--screenshot={shot}", "--window-size=1200,1700", out.as_uri())
+    chromium(f"--screenshot={shot}", "--window-size=1200,1700", out.as_uri())
     popup = with_first_popup_open(out)
-    popup_dom = chromium(tmp_path, "--dump-dom", popup.as_uri()).stdout
+    popup_dom = chromium("--dump-dom", popup.as_uri()).stdout
     popup_shot = SCREENSHOTS / "report-alert-popup.png"
-    chromium(tmp_path, f"--screenshot={popup_shot}", "--window-size=1200,900", popup.as_uri())
+    chromium(f"--screenshot={popup_shot}", "--window-size=1200,900", popup.as_uri())
     print(f"report screenshots: {shot} {popup_shot}")
 
     assert "leaflet-container" in dom
@@ -373,7 +351,7 @@ def test_a_bad_run_folder_is_one_line_and_exit_2(tmp_path: Path, capsys, make, m
 
 
 @pytest.mark.slow
-def test_a_recorded_hover_over_the_anchorage_reports_what_it_saw(tmp_path: Path) -> None:
+def test_a_recorded_hover_over_the_anchorage_reports_what_it_saw(tmp_path: Path, chromium) -> None:
     """The simulator's drone over the anchorage, its camera through the real pipeline, recorded and reported."""
     site = load_site(SITES_DIR / "algeciras-port.geojson")
     recorder = RunRecorder.create(tmp_path / "run", site, [("vehicle 1", "simulated")], Intrinsics())
@@ -428,5 +406,5 @@ def test_a_recorded_hover_over_the_anchorage_reports_what_it_saw(tmp_path: Path)
     assert len(copied) == kpis.alerts
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     shot = SCREENSHOTS / "report-hover-alert.png"
-    chromium(tmp_path, f"--screenshot={shot}", "--window-size=1200,900", with_first_popup_open(out).as_uri())
+    chromium(f"--screenshot={shot}", "--window-size=1200,900", with_first_popup_open(out).as_uri())
     print(f"report screenshot: {shot}")

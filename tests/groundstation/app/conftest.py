@@ -6,6 +6,11 @@ from pathlib import Path
 
 import pytest
 
+from groundstation.app.async_loop import AsyncLoop
+from groundstation.app.main_window import MainWindow
+from groundstation.app.settings import RUNS_DIR_KEY, app_settings
+from groundstation.app.tiles import TileSource
+
 SCREENSHOTS = Path(__file__).resolve().parents[3] / "out" / "screenshots"
 
 
@@ -21,3 +26,19 @@ def screenshot():
         return path
 
     return save
+
+
+@pytest.fixture
+def window(qtbot, tmp_path):
+    """The operator's window, its settings and runs under tmp_path, a plain map background, the map ready."""
+    settings = app_settings(tmp_path / "settings.ini")
+    settings.setValue(RUNS_DIR_KEY, str(tmp_path / "runs"))
+    loop = AsyncLoop()
+    loop.start()
+    w = MainWindow(settings, loop=loop, tiles=TileSource.none())
+    qtbot.addWidget(w)
+    w.show()
+    qtbot.waitUntil(lambda: w.map.is_ready, timeout=20000)
+    yield w
+    w.close()
+    loop.stop()

@@ -13,10 +13,7 @@ import numpy as np
 import pytest
 from PyQt6.QtCore import Qt, QTimer
 
-from groundstation.app.async_loop import AsyncLoop
 from groundstation.app.main_window import MainWindow
-from groundstation.app.settings import RUNS_DIR_KEY, app_settings
-from groundstation.app.tiles import TileSource
 from groundstation.app.video_panel import StreamConfig
 from missions.formats import load_site
 from missions.geo import haversine_m
@@ -48,21 +45,6 @@ def square(home: tuple[float, float], index: int, side_m: float = 120.0) -> Miss
         corners.append(MissionItem.waypoint(lat + y / 111_320.0, lon + x / per_deg_lon, 30.0))
     items = (MissionItem.takeoff(lat, lon, 30.0), MissionItem.change_speed(10.0), *corners, MissionItem.jump(3, 30))
     return MissionPlan(items=(*items, MissionItem.return_to_launch()), home=Waypoint(lat, lon, 10.0))
-
-
-@pytest.fixture
-def window(qtbot, tmp_path):
-    settings = app_settings(tmp_path / "settings.ini")
-    settings.setValue(RUNS_DIR_KEY, str(tmp_path / "runs"))
-    loop = AsyncLoop()
-    loop.start()
-    w = MainWindow(settings, loop=loop, tiles=TileSource.none())
-    qtbot.addWidget(w)
-    w.show()
-    qtbot.waitUntil(lambda: w.map.is_ready, timeout=20000)
-    yield w
-    w.close()
-    loop.stop()
 
 
 def markers(w: MainWindow) -> list[tuple[float, float] | None]:

@@ -13,9 +13,8 @@ import math
 import pytest
 from PyQt6.QtCore import Qt
 
-from groundstation.app.async_loop import AsyncLoop
 from groundstation.app.main_window import MainWindow
-from groundstation.app.settings import RUNS_DIR_KEY, app_settings
+from groundstation.app.settings import app_settings
 from groundstation.app.tiles import TileSource
 from groundstation.app.video_panel import StreamConfig
 from missions.formats import load_site
@@ -28,21 +27,6 @@ pytestmark = [pytest.mark.gui, pytest.mark.slow]
 
 SITE = SITES_DIR / "algeciras-port.geojson"
 ZONE = "Eastern anchorage"
-
-
-@pytest.fixture
-def window(qtbot, tmp_path):
-    settings = app_settings(tmp_path / "settings.ini")
-    settings.setValue(RUNS_DIR_KEY, str(tmp_path / "runs"))
-    loop = AsyncLoop()
-    loop.start()
-    w = MainWindow(settings, loop=loop, tiles=TileSource.none())
-    qtbot.addWidget(w)
-    w.show()
-    qtbot.waitUntil(lambda: w.map.is_ready, timeout=20000)
-    yield w
-    w.close()
-    loop.stop()
 
 
 def vehicle_positions(w: MainWindow) -> list[tuple[float, float]]:

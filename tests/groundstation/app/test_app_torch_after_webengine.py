@@ -39,4 +39,5 @@ def test_a_pt_model_loads_after_the_map_has_started():
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen", QTWEBENGINE_CHROMIUM_FLAGS="--no-sandbox")
     done = subprocess.run([sys.executable, "-c", SCRIPT, str(pt)], capture_output=True, text=True, timeout=240, env=env)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.startswith("detected "), "the detector ran"
+    # ultralytics may print a line of its own first (creating its settings file in a fresh checkout).
+    assert any(line.startswith("detected ") for line in done.stdout.splitlines()), "the detector ran"

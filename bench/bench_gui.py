@@ -88,7 +88,7 @@ def _simulate(conn, out_dir: str) -> None:
     """Five vehicles at the site's launch point and a drone hovering over the anchorage with two
     cameras; tells the parent where they are, then runs until told to stop (or the parent goes)."""
     from sitl.cameras import SimCameras
-    from sitl.pytest_plugin import free_port_block
+    from sitl.ports import free_port_block
     from sitl.scenarios import hover_over_zone
     from sitl.sim import SimFleet
 

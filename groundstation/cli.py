@@ -21,6 +21,7 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     from groundstation import (
+        demo_command,
         detect_command,
         evidence_command,
         fly_command,
@@ -41,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     detect_command.add_parser(commands)
     gui_command.add_parser(commands)
     report_command.add_parser(commands)
+    demo_command.add_parser(commands)
     return parser
 
 

@@ -282,6 +282,9 @@ def _kpi_section(run: RunData, k: RunKpis, snapshot_urls: Mapping[str, str]) -> 
         '<section class="borderwatch-report">',
         f"<h1>{e(k.site)}: patrol run</h1>",
         f"<p>Started {e(k.started)}, {ended}, {hms(k.duration_s)}; {k.frames} camera frames recorded.</p>",
+        ""
+        if k.time_scale == 1.0
+        else f"<p>Simulated at {k.time_scale:g}× real time: durations and revisits are in the drones' own time.</p>",
         f'<p class="verdict {"ok" if k.evidence.ok else "bad"}"><b>Evidence:</b> {e(k.evidence.verdict)}</p>',
         "<h2>Coverage</h2>",
         _table(

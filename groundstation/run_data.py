@@ -128,6 +128,7 @@ class RunData:
     evidence: VerifyReport | None  # None when the run has no evidence log
     evidence_last_sha256: str | None  # as run.json kept it at close
     evidence_tail_sha256: str | None  # the last record's hash in the log as it is now
+    time_scale: float = 1.0  # simulated seconds per recorded second (a simulator faster than real time)
     snapshots: Mapping[str, Path] = field(default_factory=lambda: MappingProxyType({}))  # alert_id → JPEG
     warnings: tuple[str, ...] = ()
 
@@ -172,6 +173,7 @@ def read_run(directory: str | os.PathLike[str]) -> RunData:
         evidence=evidence,
         evidence_last_sha256=document.get("evidence_last_sha256"),
         evidence_tail_sha256=recorded_tail,
+        time_scale=_time_scale(directory / RUN_JSON, document),
         snapshots=MappingProxyType(snapshots),
         warnings=tuple(warnings),
     )
@@ -193,6 +195,13 @@ def _read_run_json(path: Path) -> dict[str, Any]:
     if document.get("ended") is not None and not isinstance(document["ended"], str):
         raise InputError(str(path), "'ended' is not a time")
     return document
+
+
+def _time_scale(path: Path, document: Mapping[str, Any]) -> float:
+    value = document.get("time_scale", 1.0)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
+        raise InputError(str(path), f"'time_scale' must be a positive number, not {value!r}")
+    return float(value)
 
 
 def _vehicles(path: Path, document: Mapping[str, Any]) -> tuple[RunVehicle, ...]:

@@ -83,6 +83,7 @@ class RunKpis:
     tracks_per_class: Mapping[str, int]  # distinct tracked objects
     evidence: EvidenceKpis
     warnings: tuple[str, ...]
+    time_scale: float = 1.0  # the times above are simulated time, this many times the recorded clock's
 
     def to_dict(self) -> dict:
         """Plain JSON-ready values (the counts are read-only mappings here)."""
@@ -105,6 +106,7 @@ def seen_area_m(run: RunData) -> BaseGeometry:
 def compute_run_kpis(run: RunData, visit_gap_s: float = VISIT_GAP_S) -> RunKpis:
     site = run.site
     times, footprints = _footprints_m(run)
+    times = times * run.time_scale  # visits and revisits in the drones' own time
     seen = shapely.union_all(footprints) if len(footprints) else shapely.Polygon()
     area = site.free_space(0.0) if site.keep_in_m is not None else None
     seen_in_area = float(area.intersection(seen).area) if area is not None else float(seen.area)
@@ -138,7 +140,7 @@ def compute_run_kpis(run: RunData, visit_gap_s: float = VISIT_GAP_S) -> RunKpis:
         site=site.name,
         started=run.started,
         ended=run.ended,
-        duration_s=_duration_s(run),
+        duration_s=None if (duration := _duration_s(run)) is None else duration * run.time_scale,
         vehicles=_vehicles(run),
         frames=len(run.frames),
         area_m2=float(area.area) if area is not None else None,
@@ -152,6 +154,7 @@ def compute_run_kpis(run: RunData, visit_gap_s: float = VISIT_GAP_S) -> RunKpis:
         tracks_per_class=_frozen(Counter(first_class.values())),
         evidence=_evidence(run),
         warnings=run.warnings,
+        time_scale=run.time_scale,
     )
 
 
@@ -194,7 +197,7 @@ def _vehicles(run: RunData) -> tuple[VehicleKpis, ...]:
             flight_s += max(b.time_s - a.time_s, 0.0)
             if a.has_position and b.has_position:
                 distance_m += haversine_m(a.lat_deg, a.lon_deg, b.lat_deg, b.lon_deg)
-        out.append(VehicleKpis(vehicle, run.vehicle_label(vehicle), distance_m, flight_s))
+        out.append(VehicleKpis(vehicle, run.vehicle_label(vehicle), distance_m, flight_s * run.time_scale))
     return tuple(out)
 
 
@@ -269,6 +272,8 @@ def format_run_kpis(k: RunKpis) -> str:
         f"({hms(k.duration_s)}), {k.frames} frame(s) recorded",
         f"  seen {k.seen_area_m2 / 1e6:.3f} km², {share}",
     ]
+    if k.time_scale != 1.0:
+        lines.insert(1, f"  simulated at {k.time_scale:g}× real time: times are the drones' own")
     for v in k.vehicles:
         lines.append(f"  {v.name}: {v.distance_m / 1000:.2f} km flown in {hms(v.flight_time_s)}")
     for z in k.zones:

@@ -3,7 +3,7 @@
 Layout (format tag ``borderwatch-run/1``)::
 
     RUN_DIR/run.json          site_name, started, ended (null while running), vehicles, camera,
-                              evidence_last_sha256 (at close)
+                              evidence_last_sha256 (at close), time_scale (simulated s per wall s)
     RUN_DIR/site.geojson      the site
     RUN_DIR/plans/            vehicle-N.plan, vehicle-N-sK.plan: the QGroundControl plans flown (N from 1)
     RUN_DIR/telemetry.jsonl   one vehicle snapshot per line, ≤ 2 Hz per vehicle plus every change of
@@ -174,8 +174,15 @@ class RunRecorder:
         intrinsics: Intrinsics | None = None,
         *,
         clock: Callable[[], float] = time.time,
+        time_scale: float = 1.0,
     ) -> RunRecorder:
-        """Start a run in a new (or empty) folder; `vehicles` are (name, url) in fleet order."""
+        """Start a run in a new (or empty) folder; `vehicles` are (name, url) in fleet order.
+
+        `time_scale`: simulated seconds per second of the clock, for a simulator run faster than
+        real time; the KPIs then give flight times and revisits in the drones' own time.
+        """
+        if not time_scale > 0:
+            raise ValueError(f"time_scale must be positive, not {time_scale}")
         directory = Path(directory)
         if (directory / RUN_JSON).exists():
             raise UserError(f"{directory}: already holds a run; record into a new folder")
@@ -191,6 +198,7 @@ class RunRecorder:
             if intrinsics is None
             else {"hfov_deg": intrinsics.hfov_deg, "width_px": intrinsics.width_px, "height_px": intrinsics.height_px},
             "evidence_last_sha256": None,
+            "time_scale": float(time_scale),
         }
         _write_json_atomically(directory / RUN_JSON, document)
         evidence = EvidenceLog.open(directory / EVIDENCE)

@@ -198,6 +198,9 @@ class Autopilot:
     def _disarm(self) -> None:
         if self.armed:
             self.say(INFO, "Disarmed")
+        if self.armed and not self.airborne:
+            # A fresh battery for the next sortie, as PX4's battery simulator reads full while disarmed.
+            self.body.battery = 1.0
         self.armed = False
         self._taking_off = self._landing = False
         self.body.vx_m_s = self.body.vy_m_s = self.body.vz_m_s = 0.0

@@ -7,39 +7,17 @@ hearing each other's vehicles; MAVSDK connects with `vehicle.connect_url`.
 
 from __future__ import annotations
 
-import random
 import shutil
-import socket
 import subprocess
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import pytest
 
+from sitl.ports import free_port_block
 from sitl.sim import ALGECIRAS_PAD_DEG, SimFleet, SimVehicle, VehicleConfig, spaced_homes
 
 DEFAULT_SPEED_FACTOR = 10.0
-_PORT_RANGE = (20000, 60000)
-
-
-def free_port_block(count: int, host: str = "127.0.0.1", attempts: int = 100) -> int:
-    """A base port such that base … base+count-1 are all free for UDP on `host` right now."""
-    rng = random.Random()
-    for _ in range(attempts):
-        base = rng.randrange(_PORT_RANGE[0], _PORT_RANGE[1] - count)
-        held = []
-        try:
-            for port in range(base, base + count):
-                s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-                held.append(s)
-                s.bind((host, port))
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in held:
-                s.close()
-    raise RuntimeError(f"no block of {count} free UDP ports on {host} after {attempts} attempts")
 
 
 def algeciras_home() -> tuple[float, float]:

@@ -23,7 +23,7 @@ from missions.site import Site
 from sitl.cameras import SimCameras
 from sitl.ground import GroundLink
 from sitl.model import VehicleConfig
-from sitl.pytest_plugin import free_port_block
+from sitl.ports import free_port_block
 from sitl.render import CameraRenderer
 from sitl.sim import SimFleet
 from sitl.world import VESSEL_KINDS, World, WorldObject

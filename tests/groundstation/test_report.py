@@ -175,6 +175,21 @@ def test_distance_and_time_count_only_what_was_flown() -> None:
     assert kpis.vehicles[1].distance_m == pytest.approx(50.0, rel=0.005)
 
 
+def test_a_simulation_faster_than_real_time_reports_the_drones_own_time() -> None:
+    telemetry = [point(T0, 0, LandedState.IN_AIR), point(T0 + 10, 100, LandedState.IN_AIR)]
+    over_quay = (90, 90, 210, 210)
+    frames = [seen(T0, over_quay), seen(T0 + 10, over_quay), seen(T0 + 20, over_quay)]  # 100 s apart at 10×
+
+    kpis = compute_run_kpis(run_data(square_site(), frames, telemetry, time_scale=10.0))
+
+    assert kpis.vehicles[0].flight_time_s == pytest.approx(100.0)
+    assert kpis.vehicles[0].distance_m == pytest.approx(100.0, rel=0.005)
+    quay = next(z for z in kpis.zones if z.name == "quay")
+    assert (quay.visits, quay.mean_revisit_s) == (3, pytest.approx(100.0))
+    assert kpis.duration_s == pytest.approx(10 * 1800.0)
+    assert "simulated at 10× real time" in format_run_kpis(kpis)
+
+
 def test_alerts_are_counted_once_per_id_by_zone_and_class() -> None:
     site = algeciras()
     first, second = make_alert(site, T0, 36.13, -5.425, 1), make_alert(site, T0 + 5, 36.13, -5.425, 2)

@@ -375,7 +375,9 @@ def test_run_json_has_the_documented_fields(tmp_path: Path) -> None:
         "vehicles",
         "camera",
         "evidence_last_sha256",
+        "time_scale",
     }
+    assert document["time_scale"] == 1.0
     assert document["camera"] == {"hfov_deg": 80.0, "width_px": 1280, "height_px": 720}
     assert not list((tmp_path / "run").glob(".*.tmp"))
     assert Severity.INFO.name.lower() == lines(tmp_path / "run" / "events.jsonl")[0]["severity"]

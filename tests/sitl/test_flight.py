@@ -80,7 +80,11 @@ def test_battery_failure_returns_home(sim_fleet):
         wait_for(lambda s: s.rel_alt_m > 1.5, 10.0, vehicle)
         vehicle.battery_failure()
         wait_for(lambda s: s.mode == "AUTO.RTL", 5.0, vehicle)
+        assert vehicle.state().battery_pct < 10.0
         wait_for(lambda s: not s.armed, 30.0, vehicle)
+        # Down and disarmed, it has a fresh battery for the next sortie (PX4's battery simulator does the same).
+        assert vehicle.state().battery_pct == 100.0
+        assert g.command(1, 400, 1).result == 0
 
 
 def test_gps_loss_holds_then_lands(sim_fleet):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from groundstation.cli import main
 from sitl.ground import GroundLink
-from sitl.pytest_plugin import free_port_block
+from sitl.ports import free_port_block
 from sitl.testdata import SITES_DIR
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sitl.pytest_plugin import free_port_block
+from sitl.ports import free_port_block
 from sitl.video import H264RtpStreamer, video_port
 from vision.sources import open_source
 

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from missions.errors import InputError
-from sitl.pytest_plugin import free_port_block
+from sitl.ports import free_port_block
 from sitl.video import H264RtpStreamer
 from vision.frames import Frame, Source
 from vision.rtp_h264 import SliceJoiner, is_keyframe

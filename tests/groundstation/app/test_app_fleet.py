@@ -19,7 +19,7 @@ from groundstation.app.fleet_panel import _LOST, COLUMNS, FleetPanel
 from groundstation.fleet import FleetError
 from groundstation.fleet.flight import FlightOptions
 from missions.plan import MissionItem, MissionPlan, Waypoint
-from sitl.pytest_plugin import free_port_block
+from sitl.ports import free_port_block
 
 pytestmark = [pytest.mark.gui, pytest.mark.timeout(120)]
 

@@ -19,7 +19,7 @@ from missions.formats import load_site
 from missions.geo import haversine_m
 from missions.plan import MissionItem, MissionPlan, Waypoint
 from sitl.cameras import SimCameras
-from sitl.pytest_plugin import free_port_block
+from sitl.ports import free_port_block
 from sitl.scenarios import hover_over_zone
 from sitl.testdata import SITES_DIR
 

@@ -21,7 +21,7 @@ from groundstation.run_data import read_run
 from groundstation.runfolder import RunRecorder
 from missions.formats import load_site
 from sitl.cameras import SimCameras
-from sitl.pytest_plugin import free_port_block
+from sitl.ports import free_port_block
 from sitl.scenarios import hover_over_zone
 from sitl.testdata import SITES_DIR
 from vision.alerts import RuleKind

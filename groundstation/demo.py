@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -326,8 +327,8 @@ async def fly_plans(
                     outcomes.append(task.result())
                     continue
                 if on_event is not None:
-                    on_event(FleetEvent(vehicle.index, Reason.TIMEOUT, f"{vehicle.name}: still flying after "
-                                        f"{hms(timeout_s)} of wall time: stopped", time.monotonic(), Severity.ERROR))  # fmt: skip
+                    why = f"{vehicle.name}: still flying after {hms(timeout_s)} of wall time: stopped"
+                    on_event(FleetEvent(vehicle.index, Reason.TIMEOUT, why, time.monotonic(), Severity.ERROR))
                 outcomes.append(SortiesOutcome(vehicle.index, len(sorties)))
             return outcomes
         finally:
@@ -423,8 +424,9 @@ def run_headless(config: DemoConfig, write: Callable[[str], None] = print) -> De
 def _fly_recorded(config, site, plan, ports, console, result, timeout_s) -> None:
     run_dir = result.run_dir
     with contextlib.ExitStack() as stack:
+        sdp_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="borderwatch-demo-")))
         sim = stack.enter_context(
-            simulated_fleet(site, config.drones, config.speed_factor, run_dir / "sim", ports, config.camera_fps)
+            simulated_fleet(site, config.drones, config.speed_factor, sdp_dir, ports, config.camera_fps)
         )
         console.say(
             f"started {config.drones} simulated drone(s) at {config.speed_factor:g}× real time, cameras streaming "

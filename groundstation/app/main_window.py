@@ -184,8 +184,11 @@ class MainWindow(QMainWindow):
     def add_stream(self, config: StreamConfig) -> None:
         self.video_panel.add_stream(config)
 
-    def start_recording(self, directory: str | Path | None = None) -> Path | None:
-        """Starts a run folder (plans, telemetry, frames, alerts, evidence); None, with a message, without a site."""
+    def start_recording(self, directory: str | Path | None = None, *, time_scale: float = 1.0) -> Path | None:
+        """Starts a run folder (plans, telemetry, frames, alerts, evidence); None, with a message, without a site.
+
+        `time_scale`: simulated seconds per second, for a simulator running faster than real time.
+        """
         if self.recorder is not None:
             return self.recorder.directory
         site = self.site_model.site
@@ -198,7 +201,7 @@ class MainWindow(QMainWindow):
         urls = self.fleet_panel.urls()
         vehicles = [(f"vehicle {i + 1}", url) for i, url in enumerate(urls)]
         try:
-            self.recorder = RunRecorder.create(directory, site, vehicles)
+            self.recorder = RunRecorder.create(directory, site, vehicles, time_scale=time_scale)
         except (OSError, UserError) as exc:
             self.statusBar().showMessage(f"cannot record the run in {directory}: {exc}", 15000)
             return None

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import math
 import tempfile
 import threading
 import time
@@ -23,6 +22,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from groundstation.demo_console import Console, status_line
 from groundstation.fleet import FleetEvent, FleetLink, Reason, Severity, VehicleState, raw_plan
 from groundstation.fleet.flight import FlightOptions
 from groundstation.fleet.sorties import SortiesOutcome, fly_sorties
@@ -257,6 +257,10 @@ class CameraWatch:
     def problem(self) -> str | None:
         return next((f"{s.name}: {s.error}" for s in self.streams if s.error is not None), None)
 
+    def rates(self, elapsed_s: float) -> list[tuple[str, float]]:
+        """Each stream's frames processed per second so far."""
+        return [(s.name, s.frames / max(elapsed_s, 1e-6)) for s in self.streams]
+
     def _run(self, index: int, assembly: Assembly) -> None:
         stream = self.streams[index]
 
@@ -355,44 +359,6 @@ class DemoResult:
         return flown and evidence and not self.problems
 
 
-class Console:
-    """What the demo says as it goes, one line at a time (alerts come from the vision threads)."""
-
-    def __init__(self, write: Callable[[str], None]) -> None:
-        self._write = write
-        self._lock = threading.Lock()
-        self._start = time.monotonic()
-        self.alerts = 0
-
-    def say(self, text: str) -> None:
-        with self._lock:
-            self._write(f"[{hms(time.monotonic() - self._start):>6}] {text}")
-
-    def alert(self, alert: Alert) -> None:
-        with self._lock:
-            self.alerts += 1
-        self.say(f"ALERT {alert.severity}: {alert.message} ({alert.source})")
-
-    def event(self, event: FleetEvent) -> None:
-        if event.severity >= Severity.WARNING or event.reason in _SHOWN:
-            self.say(event.message)
-
-
-_SHOWN = frozenset({Reason.MISSION_COMPLETE, Reason.LANDED, Reason.LINK_LOST, Reason.LINK_RESTORED})
-
-
-def status_line(states: Sequence[VehicleState], watch: CameraWatch, elapsed_s: float, alerts: int) -> str:
-    parts = []
-    for s in states:
-        item = f"item {max(s.mission_current, 0)}/{s.mission_total}" if s.mission_total else "no mission"
-        alt = "?" if math.isnan(s.rel_alt_m) else f"{s.rel_alt_m:.0f} m"
-        battery = "?" if math.isnan(s.battery_pct) else f"{s.battery_pct:.0f} %"
-        link = "" if s.link_ok else " LINK LOST"
-        parts.append(f"{vehicle_name(s.vehicle)} {s.flight_mode} {item} {alt} {battery}{link}")
-    fps = ", ".join(f"{st.name} {st.frames / max(elapsed_s, 1e-6):.1f} fps" for st in watch.streams)
-    return " | ".join(parts) + f" | {fps} | {alerts} alert(s)"
-
-
 def run_headless(config: DemoConfig, write: Callable[[str], None] = print) -> DemoResult:
     """The whole demo without a window; Ctrl-C (KeyboardInterrupt) stops everything it started."""
     from missions.formats import load_site
@@ -451,7 +417,7 @@ async def _fly_with_status(sim, plan, recorder, watch, console, config, timeout_
         while True:
             await asyncio.sleep(config.status_every_s)
             if latest[0]:
-                console.say(status_line(latest[0], watch, time.monotonic() - started, console.alerts))
+                console.say(status_line(latest[0], watch.rates(time.monotonic() - started), console.alerts))
             problem = sim.problem or watch.problem
             if problem is not None:
                 console.say(f"problem: {problem}")

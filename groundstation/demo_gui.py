@@ -73,7 +73,7 @@ def run_gui(
             streams=stream_configs(sim.sdp_paths, sim.pose_urls, config.model),
             time_scale=config.speed_factor,
         )
-        driver = DemoDriver(window, steps, console.say)
+        driver = DemoDriver(window, steps, console)
 
         def finished(run) -> None:
             outcome.append(run)

@@ -8,7 +8,7 @@ connect and where the video comes from, so the same steps would drive real drone
 from __future__ import annotations
 
 import concurrent.futures
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,9 +16,11 @@ from PyQt6.QtCore import QObject, QTimer, pyqtSignal
 
 from groundstation.app.main_window import MainWindow
 from groundstation.app.video_panel import StreamConfig
+from groundstation.demo_console import Console, status_line
 from missions.planners.patrol import Pattern
 
 POLL_MS = 250
+STATUS_EVERY_MS = 5000
 
 
 @dataclass(frozen=True)
@@ -46,12 +48,17 @@ class DemoRun:
 class DemoDriver(QObject):
     finished = pyqtSignal(object)  # DemoRun
 
-    def __init__(self, window: MainWindow, steps: DemoSteps, say: Callable[[str], None] = print) -> None:
+    def __init__(self, window: MainWindow, steps: DemoSteps, console: Console) -> None:
         super().__init__(window)
         self.window = window
         self.steps = steps
-        self.say = say
+        self.console = console
+        self.say = console.say
         self.run = DemoRun()
+        self._latest: tuple = ()
+        self._status = QTimer(self)
+        self._status.setInterval(STATUS_EVERY_MS)
+        self._status.timeout.connect(lambda: self._latest and self.say(status_line(self._latest, (), console.alerts)))
         self._flights: list[concurrent.futures.Future] = []
         self._poll = QTimer(self)
         self._poll.setInterval(POLL_MS)
@@ -98,7 +105,13 @@ class DemoDriver(QObject):
         self.say(f"recording into {self.run.run_dir}")
         w.fleet.connected.connect(self._connected)
         w.fleet.failed.connect(self._fleet_failed)
+        w.fleet.states.connect(self._states)
+        w.fleet.event.connect(self.console.event)
+        w.video_panel.alert.connect(lambda alert, _snapshot: self.console.alert(alert))
         w.connect_fleet(s.urls)
+
+    def _states(self, states: tuple) -> None:
+        self._latest = states
 
     def _fleet_failed(self, line: str) -> None:
         self.say(f"fleet: {line}")
@@ -112,11 +125,13 @@ class DemoDriver(QObject):
         self.say(f"connected; flying {len(plans)} drone(s) with {len(self.steps.streams)} camera(s) watching")
         self._flights = [w.fleet.fly(vehicle, plans[vehicle]) for vehicle in sorted(plans)]
         self._poll.start()
+        self._status.start()
 
     def _check_flights(self) -> None:
         if not all(f.done() for f in self._flights):
             return
         self._poll.stop()
+        self._status.stop()
         for vehicle, future in enumerate(self._flights):
             error = future.exception()
             if error is None:

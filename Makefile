@@ -1,5 +1,5 @@
 # The two commands of the README:
-#   make demo   sets everything up and runs the main job
+#   make demo   sets everything up and runs the main job (make demo ARGS=--gui: in the app)
 #   make test   sets everything up and runs the checks and the tests
 .PHONY: setup demo test lint bench
 
@@ -9,8 +9,7 @@ setup:
 	bash scripts/setup.sh
 
 demo: setup
-	$(VENV)/borderwatch plan missions/data/sites/algeciras-port.geojson --pattern risk --drones 2 \
-		-o out/algeciras/patrol.plan --map out/algeciras/map.html --kpi out/algeciras/kpi.json
+	$(VENV)/borderwatch demo $(ARGS)
 
 lint:
 	$(VENV)/ruff check .

@@ -1,0 +1,53 @@
+"""`borderwatch demo --gui`: the same patrol as the headless demo, driven through the real window.
+
+It runs as a user starts it, in its own process: the app opens the site, plans, connects to the
+simulated drones, shows both cameras, flies every sortie, and when all are down writes the report
+and prints the summary. The window as it stands at the end goes to out/screenshots/demo-gui.png.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from groundstation.run_data import read_run
+from sitl.ports import free_port_block
+from sitl.sim import ONBOARD_PORT_OFFSET
+
+pytestmark = [pytest.mark.gui, pytest.mark.slow]
+
+BORDERWATCH = Path(sys.executable).with_name("borderwatch")
+SCREENSHOTS = Path(__file__).resolve().parents[3] / "out" / "screenshots"
+
+
+def test_the_demo_runs_inside_the_app(tmp_path: Path) -> None:
+    shot = SCREENSHOTS / "demo-gui.png"
+    shot.unlink(missing_ok=True)
+    command = [
+        str(BORDERWATCH), "demo", "--gui", "--speed-factor", "15", "--runs", str(tmp_path / "runs"),
+        "--settings", str(tmp_path / "settings.ini"), "--quit-after", "2", "--screenshot", str(shot),
+        "--base-port", str(free_port_block(2, also=ONBOARD_PORT_OFFSET)), "--video-port", str(free_port_block(4)),
+    ]  # fmt: skip
+
+    done = subprocess.run(command, capture_output=True, text=True, timeout=480)
+    out = done.stdout
+    print(out[-3000:])
+
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "planned 4 sortie(s)" in out
+    assert re.search(r"vehicle 1 \w+ item \d+/\d+ .* \| vehicle 2 ", out), "progress on the terminal"
+    assert "vehicle 1: 2/2 sortie(s) flown, landed and disarmed" in out
+    assert "vehicle 2: 2/2 sortie(s) flown, landed and disarmed" in out
+    assert "evidence: intact" in out
+    (run_dir,) = (p for p in (tmp_path / "runs").iterdir() if p.is_dir())
+    run = read_run(run_dir)
+    assert run.alerts, "the cameras in the window raised alerts"
+    assert run.evidence is not None and run.evidence.ok
+    assert run.time_scale == 15.0
+    assert {p.vehicle for p in run.plans} == {0, 1}
+    assert (run_dir / "report" / "report.html").is_file()
+    assert shot.is_file() and shot.stat().st_size > 50_000

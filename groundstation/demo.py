@@ -351,6 +351,8 @@ class DemoResult:
     kpis: RunKpis | None = None
     report: Path | None = None
     problems: list[str] = field(default_factory=list)
+    streams: list[StreamState] = field(default_factory=list)  # frames each camera's pipeline processed
+    flight_wall_s: float = 0.0  # from take-off orders to the last landing, wall time
 
     @property
     def ok(self) -> bool:
@@ -405,7 +407,10 @@ def _fly_recorded(config, site, plan, ports, console, result, timeout_s) -> None
         stack.callback(watch.close)
         watch.start()
         console.say(f"recording into {run_dir}; flying (expect about {hms(timeout_s - SLACK_S)})")
+        flying_since = time.monotonic()
+        result.streams = watch.streams
         result.outcomes = asyncio.run(_fly_with_status(sim, plan, recorder, watch, console, config, timeout_s))
+        result.flight_wall_s = time.monotonic() - flying_since
         result.problems += [p for p in (sim.problem, watch.problem) if p is not None]
 
 

@@ -61,6 +61,7 @@ class Flight:
         self._armed_at: float | None = None
         self._disarmed_at: float | None = None
         self._battery_start = math.nan
+        self._battery_armed = math.nan  # the last level read while armed: PX4 SITL reads full once disarmed
         self._was_armed = False
         self._last: VehicleState = vehicle.state
 
@@ -101,6 +102,8 @@ class Flight:
 
     def _track(self, state: VehicleState) -> None:
         self._last = state
+        if state.armed and not math.isnan(state.battery_pct):
+            self._battery_armed = state.battery_pct
         if state.armed and not self._was_armed:
             self._was_armed = True
             self._armed_at = self._armed_at or time.monotonic()
@@ -125,7 +128,7 @@ class Flight:
             landed=bool(landed),
             flight_time_s=end - self._armed_at if self._armed_at is not None else 0.0,
             battery_start_pct=self._battery_start,
-            battery_end_pct=state.battery_pct,
+            battery_end_pct=state.battery_pct if math.isnan(self._battery_armed) else self._battery_armed,
             error=self._error,
             notes=tuple(self._notes),
         )

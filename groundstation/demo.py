@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from groundstation.demo_console import Console, status_line
-from groundstation.fleet import FleetEvent, FleetLink, Reason, Severity, VehicleState, raw_plan
+from groundstation.fleet import FleetError, FleetEvent, FleetLink, Reason, Severity, VehicleState, raw_plan
 from groundstation.fleet.flight import FlightOptions
 from groundstation.fleet.sorties import SortiesOutcome, fly_sorties
 from groundstation.fleet.state import vehicle_name
@@ -75,6 +75,8 @@ class DemoConfig:
             raise UserError(f"--speed-factor must be between 1 and 50, not {self.speed_factor:g}")
         if not self.camera_fps > 0:
             raise UserError(f"--camera-fps must be positive, not {self.camera_fps:g}")
+        if self.model is not None and not Path(self.model).is_file():
+            raise UserError(f"--model {self.model}: no such file (borderwatch never downloads weights)")
 
 
 # -- planning ----------------------------------------------------------------------------------
@@ -401,7 +403,10 @@ def _fly_recorded(config, site, plan, ports, console, result, timeout_s) -> None
             f"H.264/RTP to 127.0.0.1:{', '.join(str(video_port(i, ports.video)) for i in range(config.drones))}"
         )
         names = [(vehicle_name(i), url) for i, url in enumerate(sim.urls)]
-        recorder = RunRecorder.create(run_dir, site, names, sim.intrinsics, time_scale=config.speed_factor)
+        try:
+            recorder = RunRecorder.create(run_dir, site, names, sim.intrinsics, time_scale=config.speed_factor)
+        except OSError as exc:
+            raise UserError(f"cannot create the run folder {run_dir}: {exc}") from None
         stack.callback(recorder.close)
         watch = CameraWatch(sim, site, recorder, config.model, on_alert=console.alert)
         stack.callback(watch.close)
@@ -409,7 +414,10 @@ def _fly_recorded(config, site, plan, ports, console, result, timeout_s) -> None
         console.say(f"recording into {run_dir}; flying (expect about {hms(timeout_s - SLACK_S)})")
         flying_since = time.monotonic()
         result.streams = watch.streams
-        result.outcomes = asyncio.run(_fly_with_status(sim, plan, recorder, watch, console, config, timeout_s))
+        try:
+            result.outcomes = asyncio.run(_fly_with_status(sim, plan, recorder, watch, console, config, timeout_s))
+        except FleetError as exc:  # the drones could not be reached or flown: said, and what was recorded is kept
+            result.problems.append(f"{exc.reason.value}: {exc}")
         result.flight_wall_s = time.monotonic() - flying_since
         result.problems += [p for p in (sim.problem, watch.problem) if p is not None]
 

@@ -153,6 +153,7 @@ def _children(pid: int) -> list[int]:
         (["--site", "no/such/site.geojson"], "no/such/site.geojson: no such site file"),
         (["--drones", "0"], "--drones must be between 1 and 8, not 0"),
         (["--speed-factor", "0"], "--speed-factor must be between 1 and 50, not 0"),
+        (["--model", "no/such/yolo11n.pt"], "--model no/such/yolo11n.pt: no such file"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(args, message, capsys) -> None:

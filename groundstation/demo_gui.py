@@ -89,6 +89,7 @@ def run_gui(
 
         def on_sigint(*_: object) -> None:
             interrupted.append(True)
+            driver.stop()
             window.close()
 
         previous = signal.signal(signal.SIGINT, on_sigint)
@@ -101,8 +102,13 @@ def run_gui(
         finally:
             signal.signal(signal.SIGINT, previous)
             ticker.stop()
+            driver.stop()
             window.close()  # stops the fleet link, the streams and the recording before the simulator goes
     if interrupted:
+        if driver.run.run_dir is not None:
+            kept = driver.run.run_dir
+            console.say(f"interrupted: everything the demo started is stopped; what was recorded is kept in {kept} "
+                        f"(borderwatch report {kept} writes its report)")  # fmt: skip
         raise KeyboardInterrupt
     if not outcome:
         print("demo: the window was closed before the patrol ended; what was recorded is kept", flush=True)

@@ -64,6 +64,14 @@ class DemoDriver(QObject):
         self._poll.setInterval(POLL_MS)
         self._poll.timeout.connect(self._check_flights)
         self._waiting_for_plan = False
+        self._stopped = False
+
+    def stop(self) -> None:
+        """Stop driving (the window is about to close and stop the fleet): nothing more is started or reported."""
+        self._stopped = True
+        self._waiting_for_plan = False
+        self._poll.stop()
+        self._status.stop()
 
     def start(self) -> None:
         w, s = self.window, self.steps
@@ -88,6 +96,8 @@ class DemoDriver(QObject):
             self._fail(f"planning failed: {message}")
 
     def _planned(self, planned) -> None:
+        if self._stopped:
+            return
         request = self.window.planner_panel.request()
         if not self._waiting_for_plan or request.pattern is not Pattern.RISK or request.drones != self.steps.drones:
             return  # a plan for parameters that were still being set
@@ -117,6 +127,8 @@ class DemoDriver(QObject):
         self.say(f"fleet: {line}")
 
     def _connected(self, _urls) -> None:
+        if self._stopped:
+            return
         w = self.window
         w.fleet.connected.disconnect(self._connected)
         for config in self.steps.streams:
@@ -128,11 +140,15 @@ class DemoDriver(QObject):
         self._status.start()
 
     def _check_flights(self) -> None:
-        if not all(f.done() for f in self._flights):
+        if self._stopped or not all(f.done() for f in self._flights):
             return
         self._poll.stop()
         self._status.stop()
         for vehicle, future in enumerate(self._flights):
+            if future.cancelled():  # the fleet link was shut down under it (the window closed)
+                self.run.outcomes.append(None)
+                self.run.problems.append(f"vehicle {vehicle + 1}: stopped before its sorties ended")
+                continue
             error = future.exception()
             if error is None:
                 self.run.outcomes.append(future.result())

@@ -87,12 +87,13 @@ def run_gui(
         driver.finished.connect(finished)
         interrupted: list[bool] = []
 
-        def on_sigint(*_: object) -> None:
+        def on_interrupt(*_: object) -> None:
+            # Raising here, as the terminal demo does, would raise inside a Qt slot and abort the process.
             interrupted.append(True)
             driver.stop()
             window.close()
 
-        previous = signal.signal(signal.SIGINT, on_sigint)
+        previous = {sig: signal.signal(sig, on_interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
         ticker = QTimer()
         ticker.timeout.connect(lambda: None)
         ticker.start(SIGNAL_POLL_MS)
@@ -100,7 +101,8 @@ def run_gui(
             QTimer.singleShot(0, driver.start)
             app.exec()
         finally:
-            signal.signal(signal.SIGINT, previous)
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
             ticker.stop()
             driver.stop()
             window.close()  # stops the fleet link, the streams and the recording before the simulator goes

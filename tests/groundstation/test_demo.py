@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import json
 import re
-import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -25,32 +23,16 @@ from missions.plan import Command
 from sitl.ports import free_port_block, udp_ports_free
 from sitl.sim import ONBOARD_PORT_OFFSET
 
-BORDERWATCH = Path(sys.executable).with_name("borderwatch")
 SITE = BUNDLED_SITES / "algeciras-port.geojson"
 # 15× real time: the ~28-minute patrol takes about two minutes; vessels are still tracked at that pace.
 SPEED = "15"
 
 
-def demo_command(tmp_path: Path, *extra: str) -> tuple[list[str], list[int]]:
-    base = free_port_block(2, also=ONBOARD_PORT_OFFSET)
-    video = free_port_block(4)
-    ports = [base, base + 1, base + ONBOARD_PORT_OFFSET, base + ONBOARD_PORT_OFFSET + 1, *range(video, video + 4)]
-    command = [str(BORDERWATCH), "demo", "--runs", str(tmp_path / "runs"), "--base-port", str(base),
-               "--video-port", str(video), *extra]  # fmt: skip
-    return command, ports
-
-
-def only_run(tmp_path: Path) -> Path:
-    runs = [p for p in (tmp_path / "runs").iterdir() if p.is_dir()]
-    assert len(runs) == 1, runs
-    return runs[0]
-
-
 @pytest.mark.slow
-def test_the_demo_flies_the_patrol_raises_alerts_with_evidence_and_reports(tmp_path: Path, chromium) -> None:
-    command, ports = demo_command(tmp_path, "--speed-factor", SPEED)
+def test_the_demo_flies_the_patrol_raises_alerts_with_evidence_and_reports(demo_process, chromium) -> None:
+    demo = demo_process("--speed-factor", SPEED)
     started = time.monotonic()
-    done = subprocess.run(command, capture_output=True, text=True, timeout=420)
+    done = subprocess.run(demo.command, capture_output=True, text=True, timeout=420)
     elapsed = time.monotonic() - started
     out = done.stdout
     print(out[-4000:], done.stderr[-2000:])
@@ -65,7 +47,7 @@ def test_the_demo_flies_the_patrol_raises_alerts_with_evidence_and_reports(tmp_p
     assert re.search(r"watch zone 'Eastern anchorage': \d+ % seen, .* \d+ alert\(s\)", out)
     assert "evidence: intact" in out
 
-    run_dir = only_run(tmp_path)
+    run_dir = demo.only_run()
     run = read_run(run_dir)
     assert not run.warnings
     site = load_site(SITE)
@@ -102,49 +84,24 @@ def test_the_demo_flies_the_patrol_raises_alerts_with_evidence_and_reports(tmp_p
     assert sum('stroke="#111111"' in p for p in paths) >= 1  # alert markers
     for label in ("vehicle 1 flown", "vehicle 2 flown", "Eastern anchorage", "intact"):
         assert label in dom
-    assert udp_ports_free(ports) == [], "every port the demo used is free again"
+    assert udp_ports_free(demo.ports) == [], "every port the demo used is free again"
     assert elapsed < 300, f"the demo took {elapsed:.0f} s"
 
 
 @pytest.mark.slow
-def test_ctrl_c_stops_everything_and_keeps_what_was_recorded(tmp_path: Path) -> None:
-    command, ports = demo_command(tmp_path)
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        flying = False
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and not flying:
-            line = proc.stdout.readline()
-            flying = bool(re.search(r"vehicle 1 mission item [1-9]", line))
-        assert flying, "the demo never reported its drones flying"
-        children = _children(proc.pid)
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+def test_ctrl_c_stops_everything_and_keeps_what_was_recorded(demo_process) -> None:
+    demo = demo_process()
 
-    assert proc.returncode == 130, err[-2000:]
+    returncode, out, err, children = demo.interrupt_when_flying()
+
+    assert returncode == 130, err[-2000:]
     assert "interrupted" in out + err
     assert all(not Path(f"/proc/{pid}").exists() for pid in children), "no process the demo started is left"
-    assert udp_ports_free(ports) == [], "every port the demo used is free again"
-    run = read_run(only_run(tmp_path))
+    assert udp_ports_free(demo.ports) == [], "every port the demo used is free again"
+    run = read_run(demo.only_run())
     assert run.ended is not None, "the run folder was closed"
     assert any(p.in_air for p in run.telemetry)
     assert run.evidence is None or run.evidence.ok
-
-
-def _children(pid: int) -> list[int]:
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid:
-            found.append(int(stat.parent.name))
-    return found
 
 
 @pytest.mark.parametrize(

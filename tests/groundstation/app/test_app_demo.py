@@ -10,32 +10,25 @@ from __future__ import annotations
 import re
 import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from groundstation.run_data import read_run
-from sitl.ports import free_port_block, udp_ports_free
-from sitl.sim import ONBOARD_PORT_OFFSET
+from sitl.ports import udp_ports_free
 
 pytestmark = [pytest.mark.gui, pytest.mark.slow]
 
-BORDERWATCH = Path(sys.executable).with_name("borderwatch")
 SCREENSHOTS = Path(__file__).resolve().parents[3] / "out" / "screenshots"
 
 
-def test_the_demo_runs_inside_the_app(tmp_path: Path) -> None:
+def test_the_demo_runs_inside_the_app(demo_process, tmp_path: Path) -> None:
     shot = SCREENSHOTS / "demo-gui.png"
     shot.unlink(missing_ok=True)
-    command = [
-        str(BORDERWATCH), "demo", "--gui", "--speed-factor", "15", "--runs", str(tmp_path / "runs"),
-        "--settings", str(tmp_path / "settings.ini"), "--quit-after", "2", "--screenshot", str(shot),
-        "--base-port", str(free_port_block(2, also=ONBOARD_PORT_OFFSET)), "--video-port", str(free_port_block(4)),
-    ]  # fmt: skip
+    demo = demo_process("--gui", "--speed-factor", "15", "--settings", str(tmp_path / "settings.ini"),
+                        "--quit-after", "2", "--screenshot", str(shot))  # fmt: skip
 
-    done = subprocess.run(command, capture_output=True, text=True, timeout=480)
+    done = subprocess.run(demo.command, capture_output=True, text=True, timeout=480)
     out = done.stdout
     print(out[-3000:])
 
@@ -45,7 +38,7 @@ def test_the_demo_runs_inside_the_app(tmp_path: Path) -> None:
     assert "vehicle 1: 2/2 sortie(s) flown, landed and disarmed" in out
     assert "vehicle 2: 2/2 sortie(s) flown, landed and disarmed" in out
     assert "evidence: intact" in out
-    (run_dir,) = (p for p in (tmp_path / "runs").iterdir() if p.is_dir())
+    run_dir = demo.only_run()
     run = read_run(run_dir)
     assert run.alerts, "the cameras in the window raised alerts"
     assert run.evidence is not None and run.evidence.ok
@@ -55,30 +48,15 @@ def test_the_demo_runs_inside_the_app(tmp_path: Path) -> None:
     assert shot.is_file() and shot.stat().st_size > 50_000
 
 
-def test_ctrl_c_closes_the_window_and_stops_everything(tmp_path: Path) -> None:
-    base, video = free_port_block(2, also=ONBOARD_PORT_OFFSET), free_port_block(4)
-    ports = [base, base + 1, base + ONBOARD_PORT_OFFSET, base + ONBOARD_PORT_OFFSET + 1, *range(video, video + 4)]
-    command = [
-        str(BORDERWATCH), "demo", "--gui", "--runs", str(tmp_path / "runs"), "--settings", str(tmp_path / "s.ini"),
-        "--base-port", str(base), "--video-port", str(video),
-    ]  # fmt: skip
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        flying, deadline = False, time.monotonic() + 120
-        while time.monotonic() < deadline and not flying:
-            flying = bool(re.search(r"vehicle 1 mission item [1-9]", proc.stdout.readline()))
-        assert flying, "the app never reported its drones flying"
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_ctrl_c_closes_the_window_and_stops_everything(demo_process, tmp_path: Path, sig) -> None:
+    demo = demo_process("--gui", "--settings", str(tmp_path / "s.ini"))
 
-    assert proc.returncode == 130, err[-3000:]
+    returncode, out, err, _children = demo.interrupt_when_flying(sig)
+
+    assert returncode == 130, err[-3000:]
     assert "interrupted: everything the demo started is stopped" in out
-    assert udp_ports_free(ports) == []
-    (run_dir,) = (p for p in (tmp_path / "runs").iterdir() if p.is_dir())
-    run = read_run(run_dir)
+    assert udp_ports_free(demo.ports) == []
+    run = read_run(demo.only_run())
     assert run.ended is not None, "the window closed the run folder"
     assert any(p.in_air for p in run.telemetry)

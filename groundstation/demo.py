@@ -209,7 +209,6 @@ def simulated_fleet(
 class StreamState:
     name: str
     frames: int = 0
-    detections: int = 0
     error: str | None = None
 
 
@@ -268,7 +267,6 @@ class CameraWatch:
 
         def on_result(result: FrameResult, _frame) -> None:
             stream.frames += 1
-            stream.detections += len(result.detections)
             self._recorder.record_frame(index, result)
 
         try:

@@ -59,6 +59,7 @@ class DemoDriver(QObject):
         self._status = QTimer(self)
         self._status.setInterval(STATUS_EVERY_MS)
         self._status.timeout.connect(lambda: self._latest and self.say(status_line(self._latest, (), console.alerts)))
+        self._connecting: concurrent.futures.Future | None = None
         self._flights: list[concurrent.futures.Future] = []
         self._poll = QTimer(self)
         self._poll.setInterval(POLL_MS)
@@ -118,7 +119,8 @@ class DemoDriver(QObject):
         w.fleet.states.connect(self._states)
         w.fleet.event.connect(self.console.event)
         w.video_panel.alert.connect(lambda alert, _snapshot: self.console.alert(alert))
-        w.connect_fleet(s.urls)
+        self._connecting = w.connect_fleet(s.urls)
+        self._poll.start()
 
     def _states(self, states: tuple) -> None:
         self._latest = states
@@ -136,11 +138,17 @@ class DemoDriver(QObject):
         plans = w.planner_panel.result.plans
         self.say(f"connected; flying {len(plans)} drone(s) with {len(self.steps.streams)} camera(s) watching")
         self._flights = [w.fleet.fly(vehicle, plans[vehicle]) for vehicle in sorted(plans)]
-        self._poll.start()
         self._status.start()
 
     def _check_flights(self) -> None:
-        if self._stopped or not all(f.done() for f in self._flights):
+        if self._stopped:
+            return
+        connecting = self._connecting
+        if connecting is not None and connecting.done() and not connecting.cancelled() and connecting.exception():
+            self._poll.stop()
+            self._fail(f"cannot connect to the drones: {connecting.exception()}")
+            return
+        if not self._flights or not all(f.done() for f in self._flights):
             return
         self._poll.stop()
         self._status.stop()

@@ -7,6 +7,7 @@ being recorded (plans, telemetry, video frames, alerts, evidence) and the report
 
 from __future__ import annotations
 
+import concurrent.futures
 import logging
 import socket
 import threading
@@ -177,9 +178,10 @@ class MainWindow(QMainWindow):
         """Opens a site file; a bad one leaves the current site and says why in the site panel."""
         return self.site_panel.open_file(path)
 
-    def connect_fleet(self, urls: Sequence[str]) -> None:
+    def connect_fleet(self, urls: Sequence[str]) -> concurrent.futures.Future:
+        """Connects the fleet; the Future fails when the vehicles cannot be reached (the status bar says why)."""
         self.fleet_panel.set_urls(urls)
-        self.fleet.connect_fleet(list(urls))
+        return self.fleet.connect_fleet(list(urls))
 
     def add_stream(self, config: StreamConfig) -> None:
         self.video_panel.add_stream(config)

@@ -60,3 +60,25 @@ def test_ctrl_c_closes_the_window_and_stops_everything(demo_process, tmp_path: P
     run = read_run(demo.only_run())
     assert run.ended is not None, "the window closed the run folder"
     assert any(p.in_air for p in run.telemetry)
+
+
+def test_drones_that_never_answer_end_the_demo_with_the_reason(window, qtbot, tmp_path: Path) -> None:
+    from groundstation.app.demo_driver import DemoDriver, DemoSteps
+    from groundstation.demo_console import Console
+    from missions.formats import BUNDLED_SITES
+    from sitl.ports import free_port_block
+
+    lines: list[str] = []
+    port = free_port_block(2)  # nobody sends there
+    steps = DemoSteps(BUNDLED_SITES / "algeciras-port.geojson", 2, 60.0, 25.0, 20.0,
+                      (f"udpin://0.0.0.0:{port}", f"udpin://0.0.0.0:{port + 1}"), ())  # fmt: skip
+    driver = DemoDriver(window, steps, Console(lines.append))
+
+    with qtbot.waitSignal(driver.finished, timeout=90000) as finished:
+        driver.start()
+
+    run = finished.args[0]
+    assert run.problems and "cannot connect to the drones" in run.problems[0], run.problems
+    assert not run.outcomes
+    assert window.recorder is None, "the run folder was closed"
+    assert (run.run_dir / "run.json").is_file() and read_run(run.run_dir).ended is not None

@@ -26,5 +26,19 @@ class InputError(UserError):
         super().__init__(f"{where(source, feature)}: {message}")
 
 
+class RequestError(InputError):
+    """A value of a planning request that cannot be flown, said in the domain's words.
+
+    ``parameter`` is the request field (``drones``, ``altitude_m``) and ``complaint`` what is
+    wrong with it, so that a front end can name the value its own way (a CLI flag, a form
+    field) without reading it back out of the message.
+    """
+
+    def __init__(self, source: str, parameter: str, subject: str, complaint: str) -> None:
+        self.parameter = parameter
+        self.complaint = complaint
+        super().__init__(source, f"{subject} {complaint}")
+
+
 class PlanningError(UserError):
     """The request is well formed but no safe plan satisfies it."""

@@ -8,15 +8,20 @@ from __future__ import annotations
 
 import enum
 import math
+import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Any
 
 import shapely
 from shapely.geometry.base import BaseGeometry
 
 from missions.geo import LocalFrame, circle_polygon
+from missions.plan import FenceCircle, FencePolygon, Waypoint
 
 DEFAULT_MAX_ALTITUDE_M = 120.0
+DEFAULT_WATCH_RISK = 1  # of a watch zone whose file gives no risk
 
 
 class Role(enum.Enum):
@@ -93,6 +98,21 @@ class RoutePoint:
     lat_deg: float
     lon_deg: float
     alt_m: float | None = None
+
+
+@dataclass(frozen=True)
+class Route:
+    """A named route as the file writers take it: a site's own route, or the path of one sortie.
+
+    ``properties`` are written beside the name by the formats that carry them (GeoJSON).
+    """
+
+    name: str
+    points: tuple[RoutePoint, ...]
+    properties: Mapping[str, Any] = field(default_factory=dict, hash=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "points", tuple(self.points))
 
 
 @dataclass(frozen=True)
@@ -177,3 +197,65 @@ class Site:
 
     def launch_points_m(self) -> list[shapely.Point]:
         return [self.frame.to_local(z.shape_deg) for z in self.launch]
+
+
+def water_side(site: Site, coast: shapely.LineString, probe_m: float) -> int:
+    """+1 when the water is to the left of the coastline's direction, −1 when to the right.
+
+    The operating area of a coastal patrol lies mostly over the water, so the side whose
+    offset strip holds more of it is the water side.
+    """
+    keep_in = site.keep_in_m
+    left = coast.offset_curve(probe_m / 2).buffer(probe_m / 2, cap_style="flat")
+    right = coast.offset_curve(-probe_m / 2).buffer(probe_m / 2, cap_style="flat")
+    return 1 if left.intersection(keep_in).area >= right.intersection(keep_in).area else -1
+
+
+def fence_from_site(site: Site) -> tuple[tuple[FencePolygon, ...], tuple[FenceCircle, ...], tuple[Waypoint, ...]]:
+    """The geofence and rally points of a site, as a `.plan` can hold them.
+
+    QGroundControl fence polygons have no holes: a hole in an operating area becomes an
+    exclusion polygon of its own, which keeps the same free space. A hole in a no-fly
+    zone (a place one may fly, inside a keep-out) cannot be said at all, so the no-fly
+    zone is exported whole — more conservative than the site — with a warning.
+    Watch zones and the coastline are not fences and are not exported.
+    """
+    polygons: list[FencePolygon] = []
+    circles: list[FenceCircle] = []
+    for zone in site.operating_areas + site.no_fly:
+        inclusion = zone.role is Role.OPERATING_AREA
+        if zone.is_circle:
+            centre = zone.shape_deg.centroid
+            circles.append(FenceCircle(centre.y, centre.x, float(zone.radius_m), inclusion))
+            continue
+        for part in _polygons(zone):
+            polygons.append(FencePolygon(_open_ring(part.exterior.coords), inclusion))
+            if not part.interiors:
+                continue
+            if inclusion:
+                polygons.extend(FencePolygon(_open_ring(hole.coords), False) for hole in part.interiors)
+            else:
+                warnings.warn(
+                    f"{site.source}: no-fly zone {zone.name!r} has holes, which a .plan fence cannot hold; "
+                    "exported without them (the whole outline is kept out)",
+                    stacklevel=2,
+                )
+    rally = tuple(Waypoint(z.shape_deg.centroid.y, z.shape_deg.centroid.x, 0.0) for z in site.launch)
+    return tuple(polygons), tuple(circles), rally
+
+
+def _polygons(zone: Zone) -> list[shapely.Polygon]:
+    shape = zone.shape_deg
+    if isinstance(shape, shapely.Polygon):
+        return [shape]
+    if isinstance(shape, shapely.MultiPolygon):
+        return list(shape.geoms)
+    raise ValueError(f"zone {zone.name!r}: a {shape.geom_type} cannot be a fence (Polygon or circle expected)")
+
+
+def _open_ring(coords: Any) -> tuple[tuple[float, float], ...]:
+    """(lat, lon) vertices without the closing repeat a shapely ring carries."""
+    points = [(float(c[1]), float(c[0])) for c in coords]
+    if len(points) > 1 and points[0] == points[-1]:
+        points.pop()
+    return tuple(points)

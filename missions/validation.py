@@ -11,7 +11,7 @@ import shapely
 from shapely.geometry.base import BaseGeometry
 from shapely.validation import explain_validity
 
-from missions.errors import InputError
+from missions.errors import InputError, RequestError
 from missions.geo import haversine_m
 from missions.site import Role, Site, Zone
 
@@ -43,12 +43,15 @@ def validate_site(site: Site) -> Site:
     return site.with_zones(site.zones, tuple(warnings)) if warnings else site
 
 
-def check_altitude(site: Site, altitude_m: float, what: str = "--altitude") -> None:
+def check_altitude(site: Site, altitude_m: float, what: str = "flight altitude") -> None:
     if altitude_m <= 0:
-        raise InputError(site.source, f"{what} {altitude_m:g} m must be above the ground")
+        raise RequestError(site.source, "altitude_m", what, f"{altitude_m:g} m must be above the ground")
     if altitude_m > site.max_altitude_m:
-        raise InputError(
-            site.source, f"{what} {altitude_m:g} m is above the site's altitude limit of {site.max_altitude_m:g} m"
+        raise RequestError(
+            site.source,
+            "altitude_m",
+            what,
+            f"{altitude_m:g} m is above the site's altitude limit of {site.max_altitude_m:g} m",
         )
 
 

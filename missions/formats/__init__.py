@@ -1,4 +1,8 @@
-"""One module per file format; :func:`load_site` picks by extension and validates."""
+"""One module per file format, each with ``read_x(path) -> value`` and ``write_x(value, path, ...)``.
+
+:func:`load_site` picks the reader by extension and validates what it read, as every site
+to plan over must be; :func:`read_site_unvalidated` only reads (a route file, a recorded run).
+"""
 
 from __future__ import annotations
 
@@ -13,8 +17,8 @@ SITE_SUFFIXES = (".geojson", ".json", ".kml", ".plan")
 BUNDLED_SITES = Path(__file__).resolve().parents[1] / "data" / "sites"
 
 
-def read_site(path: str | Path) -> Site:
-    """Read a site file without validating it."""
+def read_site_unvalidated(path: str | Path) -> Site:
+    """Read a site file by its extension, without validating it: see :func:`load_site`."""
     source = Path(path)
     suffix = source.suffix.lower()
     if suffix in (".geojson", ".json"):
@@ -38,4 +42,4 @@ def load_site(path: str | Path) -> Site:
         raise InputError(str(path), "no such file")
     if Path(path).is_dir():
         raise InputError(str(path), "is a folder, not a site file")
-    return validate_site(read_site(path))
+    return validate_site(read_site_unvalidated(path))

@@ -13,7 +13,7 @@ from shapely.geometry.base import BaseGeometry
 
 from missions.errors import InputError
 from missions.formats.roles import Unassigned, assign_defaults, with_site_altitude
-from missions.site import DEFAULT_MAX_ALTITUDE_M, Role, RoutePoint, Site, Zone
+from missions.site import DEFAULT_MAX_ALTITUDE_M, Role, Route, RoutePoint, Site, Zone
 
 _ROUTE_ROLES = {"route", "patrol", "loop", "path"}
 
@@ -248,15 +248,20 @@ def site_features(site: Site) -> list[dict]:
     return features
 
 
-def write_geojson(path: str | Path, site: Site, routes: Sequence[tuple[str, dict, Sequence[tuple]]] = ()) -> Path:
-    """Write the site and routes ((name, properties, [(lon, lat, alt), ...]) each) as a FeatureCollection."""
+def write_geojson(site: Site, path: str | Path, routes: Sequence[Route] = ()) -> Path:
+    """Write the site's zones and ``routes`` as a FeatureCollection; the path written.
+
+    Each route is a LineString feature with role "route", its name and its properties; a
+    point without altitude is written [lon, lat]. The site's own route is written only when
+    it is one of ``routes``.
+    """
     features = site_features(site)
-    for name, props, coords in routes:
+    for route in routes:
         features.append(
             {
                 "type": "Feature",
-                "properties": {"role": "route", "name": name, **props},
-                "geometry": {"type": "LineString", "coordinates": [list(c) for c in coords]},
+                "properties": {"role": "route", "name": route.name, **route.properties},
+                "geometry": {"type": "LineString", "coordinates": [_route_position(p) for p in route.points]},
             }
         )
     out = Path(path)
@@ -264,3 +269,9 @@ def write_geojson(path: str | Path, site: Site, routes: Sequence[tuple[str, dict
     document = {"type": "FeatureCollection", "name": site.name, "features": features}
     out.write_text(json.dumps(document, indent=1) + "\n", encoding="utf-8")
     return out
+
+
+def _route_position(point: RoutePoint) -> list[float]:
+    if point.alt_m is None:
+        return [point.lon_deg, point.lat_deg]
+    return [point.lon_deg, point.lat_deg, point.alt_m]

@@ -27,7 +27,7 @@ from shapely.geometry.base import BaseGeometry
 from missions.errors import InputError
 from missions.formats.roles import Unassigned, assign_defaults, with_site_altitude
 from missions.geo import LocalFrame, circle_polygon
-from missions.site import DEFAULT_MAX_ALTITUDE_M, Role, RoutePoint, Site, Zone
+from missions.site import DEFAULT_MAX_ALTITUDE_M, Role, Route, RoutePoint, Site, Zone
 
 KML_NS = "http://www.opengis.net/kml/2.2"
 GX_NS = "http://www.google.com/kml/ext/2.2"
@@ -37,9 +37,6 @@ CIRCLE_RING_SEGMENTS = 72
 _GEOMETRY_TAGS = ("Point", "LineString", "LinearRing", "Polygon", "MultiGeometry")
 _CONTAINER_TAGS = ("Document", "Folder")
 _FOLDER_SUFFIX = re.compile(r"[\s_-]+(zones?|areas?|points?|lines?)$")
-
-Route = tuple[str, Sequence[tuple[float, float, float | None]]]  # name, [(lon_deg, lat_deg, alt_m), ...]
-
 
 # --------------------------------------------------------------------------- reading
 
@@ -350,10 +347,10 @@ _FOLDERS = {
 }
 
 
-def write_kml(site: Site, path: str | Path, routes: Sequence[Route] = ()) -> None:
-    """Write the site's zones in one folder per role, then its route and ``routes``.
+def write_kml(site: Site, path: str | Path, routes: Sequence[Route] = ()) -> Path:
+    """Write the site's zones in one folder per role, then its route and ``routes``; the path written.
 
-    Routes are (name, [(lon_deg, lat_deg, alt_m), ...]), KML's own order, the altitude above ground.
+    A route keeps its name and points (altitudes above ground); its properties are not written.
     The site's own route, if it has one, is written first, so that it is what reads back.
     """
     ET.register_namespace("", KML_NS)
@@ -376,20 +373,23 @@ def write_kml(site: Site, path: str | Path, routes: Sequence[Route] = ()) -> Non
 
     all_routes: list[Route] = []
     if site.route:
-        all_routes.append(("Site route", [(p.lon_deg, p.lat_deg, p.alt_m) for p in site.route]))
+        all_routes.append(Route("Site route", site.route))
     all_routes.extend(routes)
     if all_routes:
         folder = ET.SubElement(document, _k("Folder"))
         _sub(folder, "name", "Routes")
-        for name, points in all_routes:
-            placemark = _placemark_element(folder, name, ROUTE_ROLE, {"role": ROUTE_ROLE})
+        for route in all_routes:
+            placemark = _placemark_element(folder, route.name, ROUTE_ROLE, {"role": ROUTE_ROLE})
             line = ET.SubElement(placemark, _k("LineString"))
             _sub(line, "tessellate", "1")
             _sub(line, "altitudeMode", "relativeToGround")
-            _sub(line, "coordinates", _route_coordinates(points))
+            _sub(line, "coordinates", _route_coordinates(route.points))
 
     ET.indent(kml)
-    ET.ElementTree(kml).write(path, encoding="UTF-8", xml_declaration=True)
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    ET.ElementTree(kml).write(out, encoding="UTF-8", xml_declaration=True)
+    return out
 
 
 def _zone_placemark(folder: ET.Element, zone: Zone) -> None:
@@ -454,10 +454,10 @@ def _coordinates_text(coords: Sequence) -> str:
     return " ".join(",".join(repr(float(v)) for v in c[:2]) for c in coords)
 
 
-def _route_coordinates(points: Sequence[tuple[float, float, float | None]]) -> str:
-    if all(p[2] is None for p in points):
-        return " ".join(f"{float(p[0])!r},{float(p[1])!r}" for p in points)
-    return " ".join(f"{float(p[0])!r},{float(p[1])!r},{float(p[2] or 0.0)!r}" for p in points)
+def _route_coordinates(points: Sequence[RoutePoint]) -> str:
+    if all(p.alt_m is None for p in points):
+        return " ".join(f"{float(p.lon_deg)!r},{float(p.lat_deg)!r}" for p in points)
+    return " ".join(f"{float(p.lon_deg)!r},{float(p.lat_deg)!r},{float(p.alt_m or 0.0)!r}" for p in points)
 
 
 def _style(document: ET.Element, style_id: str, line_colour: str, fill_colour: str) -> None:

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import math
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -261,9 +260,12 @@ def _json_type(value: Any) -> str:
 # --------------------------------------------------------------------------- writing
 
 
-def write_plan(plan: MissionPlan, path: str | Path) -> None:
-    """Write ``plan`` as a `.plan` that QGroundControl opens and MAVSDK imports."""
-    Path(path).write_text(json.dumps(plan_json(plan), indent=4) + "\n", encoding="utf-8")
+def write_plan(plan: MissionPlan, path: str | Path) -> Path:
+    """Write ``plan`` as a `.plan` that QGroundControl opens and MAVSDK imports; the path written."""
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(plan_json(plan), indent=4) + "\n", encoding="utf-8")
+    return out
 
 
 def plan_json(plan: MissionPlan) -> dict:
@@ -419,53 +421,3 @@ def _route(plan: MissionPlan) -> tuple[tuple[RoutePoint, ...], list[str]]:
                 notes.append(f"{feature}: no altitude")
         points.append(RoutePoint(item.lat_deg, item.lon_deg, alt))
     return tuple(points), notes
-
-
-def fence_from_site(site: Site) -> tuple[tuple[FencePolygon, ...], tuple[FenceCircle, ...], tuple[Waypoint, ...]]:
-    """The geofence and rally points of a site, as a `.plan` can hold them.
-
-    QGroundControl fence polygons have no holes: a hole in an operating area becomes an
-    exclusion polygon of its own, which keeps the same free space. A hole in a no-fly
-    zone (a place one may fly, inside a keep-out) cannot be said at all, so the no-fly
-    zone is exported whole — more conservative than the site — with a warning.
-    Watch zones and the coastline are not fences and are not exported.
-    """
-    polygons: list[FencePolygon] = []
-    circles: list[FenceCircle] = []
-    for zone in site.operating_areas + site.no_fly:
-        inclusion = zone.role is Role.OPERATING_AREA
-        if zone.is_circle:
-            centre = zone.shape_deg.centroid
-            circles.append(FenceCircle(centre.y, centre.x, float(zone.radius_m), inclusion))
-            continue
-        for part in _polygons(zone):
-            polygons.append(FencePolygon(_open_ring(part.exterior.coords), inclusion))
-            if not part.interiors:
-                continue
-            if inclusion:
-                polygons.extend(FencePolygon(_open_ring(hole.coords), False) for hole in part.interiors)
-            else:
-                warnings.warn(
-                    f"{site.source}: no-fly zone {zone.name!r} has holes, which a .plan fence cannot hold; "
-                    "exported without them (the whole outline is kept out)",
-                    stacklevel=2,
-                )
-    rally = tuple(Waypoint(z.shape_deg.centroid.y, z.shape_deg.centroid.x, 0.0) for z in site.launch)
-    return tuple(polygons), tuple(circles), rally
-
-
-def _polygons(zone: Zone) -> list[shapely.Polygon]:
-    shape = zone.shape_deg
-    if isinstance(shape, shapely.Polygon):
-        return [shape]
-    if isinstance(shape, shapely.MultiPolygon):
-        return list(shape.geoms)
-    raise ValueError(f"zone {zone.name!r}: a {shape.geom_type} cannot be a fence (Polygon or circle expected)")
-
-
-def _open_ring(coords: Any) -> tuple[tuple[float, float], ...]:
-    """(lat, lon) vertices without the closing repeat a shapely ring carries."""
-    points = [(float(c[1]), float(c[0])) for c in coords]
-    if len(points) > 1 and points[0] == points[-1]:
-        points.pop()
-    return tuple(points)

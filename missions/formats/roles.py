@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from shapely.geometry.base import BaseGeometry
 
-from missions.site import Role, Zone
+from missions.site import DEFAULT_WATCH_RISK, Role, Zone
 
 
 @dataclass(frozen=True)
@@ -24,9 +24,6 @@ class Unassigned:
     name: str
     shape_deg: BaseGeometry
     risk: int | None = None  # a risk the file gives without a role is kept for a default watch zone
-
-
-DEFAULT_WATCH_RISK = 1
 
 
 def assign_defaults(

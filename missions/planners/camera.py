@@ -10,6 +10,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from missions.camera import field_of_view_deg, ground_size_m
+
 
 @dataclass(frozen=True)
 class Camera:
@@ -29,11 +31,11 @@ class Camera:
 
     @property
     def horizontal_fov_deg(self) -> float:
-        return math.degrees(2 * math.atan(self.sensor_width_mm / (2 * self.focal_length_mm)))
+        return field_of_view_deg(self.sensor_width_mm, self.focal_length_mm)
 
     def footprint_width_m(self, altitude_m: float) -> float:
         """Ground width of one image, looking straight down."""
-        return altitude_m * self.sensor_width_mm / self.focal_length_mm
+        return ground_size_m(altitude_m, self.sensor_width_mm, self.focal_length_mm)
 
     def lane_spacing_m(self, altitude_m: float) -> float:
         return self.footprint_width_m(altitude_m) * (1.0 - self.side_overlap)

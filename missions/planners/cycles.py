@@ -21,7 +21,7 @@ from shapely.geometry.base import BaseGeometry
 from missions.errors import PlanningError
 from missions.planners.paths import dedupe
 from missions.planners.routing import Point2, Router, path_length
-from missions.site import Site, Zone
+from missions.site import DEFAULT_WATCH_RISK, Site, Zone, water_side
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,7 @@ def perimeter_lap(site: Site, router: Router, standoff_m: float) -> Lap:
     inset = _largest(keep_in.buffer(-standoff_m, join_style="mitre", mitre_limit=3.0))
     if inset is None:
         raise PlanningError(
-            f"{site.source}: a {standoff_m:g} m standoff leaves nothing of the operating area; use a smaller --standoff"
+            f"{site.source}: a {standoff_m:g} m standoff leaves nothing of the operating area; use a smaller standoff"
         )
     ring = shapely.LineString(inset.exterior.coords)
     safe = router.free_space
@@ -64,18 +64,6 @@ def perimeter_lap(site: Site, router: Router, standoff_m: float) -> Lap:
     for piece in pieces:
         points += [tuple(c) for c in piece.coords]
     return Lap(_close(router, points))
-
-
-def water_side(site: Site, coast: shapely.LineString, probe_m: float) -> int:
-    """+1 when the water is to the left of the coastline's direction, −1 when to the right.
-
-    The operating area of a coastal patrol lies mostly over the water, so the side whose
-    offset strip holds more of it is the water side.
-    """
-    keep_in = site.keep_in_m
-    left = coast.offset_curve(probe_m / 2).buffer(probe_m / 2, cap_style="flat")
-    right = coast.offset_curve(-probe_m / 2).buffer(probe_m / 2, cap_style="flat")
-    return 1 if left.intersection(keep_in).area >= right.intersection(keep_in).area else -1
 
 
 def coast_lap(site: Site, router: Router, offset_m: float) -> Lap:
@@ -142,7 +130,7 @@ def risk_lap(site: Site, router: Router, footprint_m: float, start: Point2) -> L
     zones = {z.name: z for z in site.watch}
     if not zones:
         raise PlanningError(f"{site.source}: the risk pattern needs watch zones with a risk; the site has none")
-    order = weighted_sequence({name: int(z.risk or 1) for name, z in zones.items()})
+    order = weighted_sequence({name: int(z.risk or DEFAULT_WATCH_RISK) for name, z in zones.items()})
     points: list[Point2] = []
     starts: list[float] = []
     here = start

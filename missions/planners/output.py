@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from missions.formats.qgc_plan import fence_from_site
 from missions.plan import MissionItem, MissionPlan, Waypoint
 from missions.planners.paths import dedupe
 from missions.planners.patrol import Patrol, Sortie
+from missions.site import fence_from_site
 
 
 @dataclass(frozen=True)

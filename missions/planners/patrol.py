@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import shapely
 from shapely.geometry.base import BaseGeometry
 
-from missions.errors import InputError, PlanningError
+from missions.errors import InputError, PlanningError, RequestError
 from missions.planners.camera import Camera, FlightModel
 from missions.planners.cycles import Lap, coast_lap, loop_lap, perimeter_lap, risk_lap
 from missions.planners.paths import dedupe, flight_time_s, rotate_closed
@@ -117,19 +117,30 @@ class Patrol:
 def check_request(site: Site, request: PatrolRequest) -> None:
     source = site.source
     if request.drones < 1:
-        raise InputError(source, f"--drones must be at least 1, got {request.drones}")
+        raise RequestError(source, "drones", "the number of drones", f"must be at least 1, got {request.drones}")
     if not 0.5 <= request.speed_m_s <= 30.0:
-        raise InputError(source, f"--speed {request.speed_m_s:g} m/s is outside what a multicopter flies (0.5–30)")
+        raise RequestError(
+            source,
+            "speed_m_s",
+            "cruise speed",
+            f"{request.speed_m_s:g} m/s is outside what a multicopter flies (0.5–30)",
+        )
     if request.endurance_min is not None and request.endurance_min <= 0:
-        raise InputError(source, f"--endurance must be positive, got {request.endurance_min:g} min")
+        raise RequestError(
+            source, "endurance_min", "battery endurance", f"must be positive, got {request.endurance_min:g} min"
+        )
     if not 0.0 <= request.reserve_pct < 100.0:
-        raise InputError(source, f"--reserve must be from 0 to below 100 %, got {request.reserve_pct:g}")
+        raise RequestError(
+            source, "reserve_pct", "battery reserve", f"must be from 0 to below 100 %, got {request.reserve_pct:g}"
+        )
     if request.spacing_m is not None and request.spacing_m <= 0:
-        raise InputError(source, f"--spacing must be positive, got {request.spacing_m:g} m")
+        raise RequestError(source, "spacing_m", "lane spacing", f"must be positive, got {request.spacing_m:g} m")
     if request.margin_m < 0:
-        raise InputError(source, f"--margin must not be negative, got {request.margin_m:g} m")
+        raise RequestError(
+            source, "margin_m", "margin from the fences", f"must not be negative, got {request.margin_m:g} m"
+        )
     if request.standoff_m is not None and request.standoff_m < 0:
-        raise InputError(source, f"--standoff must not be negative, got {request.standoff_m:g} m")
+        raise RequestError(source, "standoff_m", "standoff", f"must not be negative, got {request.standoff_m:g} m")
     check_altitude(site, request.altitude_m)
     if site.keep_in_m is None:
         raise InputError(source, "the site has no operating area (keep-in): add one before planning")
@@ -193,7 +204,7 @@ def _coverage(site, request, router, area, drone_launch, model, report) -> Patro
         raise InputError(
             site.source,
             f"lanes {spacing:g} m apart over {area.area / 1e6:.1f} km² would be {area.area / spacing / 1000:,.0f} km "
-            "long; raise --spacing or --altitude",
+            "long; raise the lane spacing or the altitude",
         )
     cover = coverage_path(
         area,
@@ -232,7 +243,7 @@ def _lap(site: Site, request: PatrolRequest, router: Router, start: Point2) -> L
     source = request.route_source or site.source
     if not route:
         raise InputError(
-            source, "the loop pattern needs a route: a LineString in the site file, a .plan mission, or --route FILE"
+            source, "the loop pattern needs a route: a LineString in the site file, a .plan mission, or a route file"
         )
     points = [site.frame.xy(p.lon_deg, p.lat_deg) for p in route]
     labels = [f"route point {i} ({p.lat_deg:.6f}, {p.lon_deg:.6f})" for i, p in enumerate(route, start=1)]
@@ -274,7 +285,9 @@ def _cyclic(site, request, router, area, drone_launch, model) -> Patrol:
         try:
             legs = split_sorties(work, 0.0, work.length_m, budget)
         except PlanningError as exc:
-            raise PlanningError(f"{site.source}: drone {k + 1}: {exc}; raise --endurance or lower --reserve") from None
+            raise PlanningError(
+                f"{site.source}: drone {k + 1}: {exc}; raise the battery endurance or lower the reserve"
+            ) from None
         warnings.append(
             f"drone {k + 1}: one lap ({lap_s / 60:.1f} min) does not fit one battery; "
             f"it is flown in {len(legs)} sorties"

@@ -7,7 +7,7 @@ import shapely
 from missions.errors import InputError
 from missions.formats.geojson import read_site_geojson
 from missions.formats.kml import KML_NS, read_site_kml, write_kml
-from missions.site import Role, RoutePoint, Site
+from missions.site import Role, Route, RoutePoint, Site
 from sitl.testdata import SITES_DIR
 
 DATA = Path(__file__).parent / "data"
@@ -96,12 +96,13 @@ def test_routes_are_written_and_the_first_reads_back_as_the_route(tmp_path):
     site = read_site_geojson(SITE_FILES[0])
     site = Site(site.name, site.source, site.zones, route=(RoutePoint(36.12, -5.43, 30.0), RoutePoint(36.13, -5.43)))
     patrol = [(-5.43, 36.12, 50.0), (-5.435, 36.125, 55.5)]  # lon, lat, alt like KML
-    write_kml(site, tmp_path / "routes.kml", [("Drone 1", patrol)])
+    drone = Route("Drone 1", tuple(RoutePoint(lat, lon, alt) for lon, lat, alt in patrol))
+    write_kml(site, tmp_path / "routes.kml", [drone])
     back = read_site_kml(tmp_path / "routes.kml")
     assert back.route == (RoutePoint(36.12, -5.43, 30.0), RoutePoint(36.13, -5.43, 0.0))
     assert any("'Drone 1'" in w for w in back.warnings)
 
-    write_kml(Site(site.name, site.source, site.zones), tmp_path / "only.kml", [("Drone 1", patrol)])
+    write_kml(Site(site.name, site.source, site.zones), tmp_path / "only.kml", [drone])
     assert read_site_kml(tmp_path / "only.kml").route == tuple(RoutePoint(lat, lon, alt) for lon, lat, alt in patrol)
 
 

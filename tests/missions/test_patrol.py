@@ -171,14 +171,14 @@ def test_loop_without_a_route_says_where_to_give_one():
 @pytest.mark.parametrize(
     ("request_", "message"),
     [
-        (PatrolRequest(altitude_m=150), "--altitude 150 m is above the site's altitude limit of 120 m"),
+        (PatrolRequest(altitude_m=150), "flight altitude 150 m is above the site's altitude limit of 120 m"),
         (PatrolRequest(altitude_m=-5), "must be above the ground"),
-        (PatrolRequest(drones=0), "--drones must be at least 1"),
-        (PatrolRequest(speed_m_s=80), "--speed 80 m/s is outside"),
-        (PatrolRequest(endurance_min=-1), "--endurance must be positive"),
-        (PatrolRequest(reserve_pct=100), "--reserve must be from 0 to below 100"),
-        (PatrolRequest(spacing_m=0), "--spacing must be positive"),
-        (PatrolRequest(spacing_m=0.01), "raise --spacing or --altitude"),
+        (PatrolRequest(drones=0), "the number of drones must be at least 1"),
+        (PatrolRequest(speed_m_s=80), "cruise speed 80 m/s is outside"),
+        (PatrolRequest(endurance_min=-1), "battery endurance must be positive"),
+        (PatrolRequest(reserve_pct=100), "battery reserve must be from 0 to below 100"),
+        (PatrolRequest(spacing_m=0), "lane spacing must be positive"),
+        (PatrolRequest(spacing_m=0.01), "raise the lane spacing or the altitude"),
         (PatrolRequest(pattern=Pattern.PERIMETER, standoff_m=5000, along=Along.BOUNDARY), "leaves nothing"),
     ],
 )

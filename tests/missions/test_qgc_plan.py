@@ -7,16 +7,9 @@ import shapely
 
 from missions.errors import InputError
 from missions.formats.geojson import read_site_geojson
-from missions.formats.qgc_plan import (
-    fence_from_site,
-    plan_json,
-    read_plan,
-    read_site_plan,
-    site_from_plan,
-    write_plan,
-)
+from missions.formats.qgc_plan import plan_json, read_plan, read_site_plan, site_from_plan, write_plan
 from missions.plan import Command, FenceCircle, FencePolygon, Frame, MissionItem, MissionPlan, Waypoint
-from missions.site import Role, Site, Zone
+from missions.site import Role, Site, Zone, fence_from_site
 from sitl.testdata import QGC_DIR, SITES_DIR
 
 QGC_FILES = sorted(QGC_DIR.glob("*.plan"))

@@ -58,7 +58,7 @@ def test_circles_keep_their_radius_and_enclose_the_true_circle():
 
 def test_site_round_trips_through_geojson(tmp_path):
     site = load_site(SITES_DIR / "tarifa-coast.geojson")
-    again = load_site(write_geojson(tmp_path / "again.geojson", site))
+    again = load_site(write_geojson(site, tmp_path / "again.geojson"))
     assert [(z.role, z.name, z.risk, z.radius_m) for z in again.zones] == [
         (z.role, z.name, z.risk, z.radius_m) for z in site.zones
     ]

@@ -34,8 +34,7 @@ from typing import Any
 import numpy as np
 import shapely
 
-from missions.formats.roles import DEFAULT_WATCH_RISK
-from missions.site import Site
+from missions.site import DEFAULT_WATCH_RISK, Site
 from vision.detections import Detection, Detections, ObjectClass
 
 DROPOUT_GRACE_S = 2.0
@@ -46,13 +45,26 @@ class RuleKind(enum.Enum):
     ENTER = "enter"
     DWELL = "dwell"
     CROWD = "crowd"
+    # Raised by vision.ais's watch, not by this engine: a vessel in a zone that AIS does not name,
+    # and an AIS position inside a camera's view where nothing is.
+    DARK_VESSEL = "dark-vessel"
+    AIS_NOT_SEEN = "ais-not-seen"
 
 
-def severity(risk: int) -> str:
-    """A watch zone's risk (1 to 5) as the word an operator reads."""
+class AlertSeverity(enum.StrEnum):
+    """How urgent an alert is: its zone's risk as the word an operator reads (a str, so files hold the word)."""
+
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+    CRITICAL = "critical"
+
+
+def severity(risk: int) -> AlertSeverity:
+    """A watch zone's risk (1 to 5) as a severity: 1-2 low, 3 medium, 4 high, 5 critical."""
     if risk <= 2:
-        return "low"
-    return {3: "medium", 4: "high"}.get(risk, "critical")
+        return AlertSeverity.LOW
+    return {3: AlertSeverity.MEDIUM, 4: AlertSeverity.HIGH}.get(risk, AlertSeverity.CRITICAL)
 
 
 @dataclass(frozen=True)
@@ -105,12 +117,12 @@ class Alert:
     """
 
     alert_id: str
-    time_s: float
+    time_s: float  # seconds since the Unix epoch on the run's clock: wall time, or a simulation's own
     iso_time: str
     rule: RuleKind
     zone: str
     risk: int
-    severity: str
+    severity: AlertSeverity
     object_class: ObjectClass
     track_id: int | None
     lat_deg: float
@@ -118,8 +130,12 @@ class Alert:
     count: int
     message: str
     source: str
+    mmsi: int | None = None  # the vessel AIS names, when a track is bound to it (or the AIS target not seen)
+    vessel_name: str | None = None
 
     def to_json_dict(self) -> dict[str, Any]:
+        # An alert without AIS keeps the keys it always had, so records signed before AIS read the same.
+        ais = {} if self.mmsi is None else {"mmsi": self.mmsi, "vessel_name": self.vessel_name}
         return {
             "alert_id": self.alert_id,
             "time_s": self.time_s,
@@ -127,7 +143,7 @@ class Alert:
             "rule": self.rule.value,
             "zone": self.zone,
             "risk": self.risk,
-            "severity": self.severity,
+            "severity": str(self.severity),
             "object_class": self.object_class.value,
             "track_id": self.track_id,
             "lat_deg": self.lat_deg,
@@ -135,6 +151,7 @@ class Alert:
             "count": self.count,
             "message": self.message,
             "source": self.source,
+            **ais,
         }
 
     @classmethod
@@ -148,7 +165,7 @@ class Alert:
             rule=RuleKind(data["rule"]),
             zone=str(data["zone"]),
             risk=int(data["risk"]),
-            severity=str(data["severity"]),
+            severity=AlertSeverity(data["severity"]),
             object_class=ObjectClass(data["object_class"]),
             track_id=None if track is None else int(track),
             lat_deg=float(data["lat_deg"]),
@@ -156,6 +173,8 @@ class Alert:
             count=int(data["count"]),
             message=str(data["message"]),
             source=str(data["source"]),
+            mmsi=None if data.get("mmsi") is None else int(data["mmsi"]),
+            vessel_name=None if data.get("vessel_name") is None else str(data["vessel_name"]),
         )
 
 
@@ -203,7 +222,7 @@ class AlertEngine:
         self._site = site
         self._rules = tuple(rules)
         self._zones: tuple[_WatchZone, ...] = tuple(
-            _WatchZone(z.name, z.risk or DEFAULT_WATCH_RISK, _slug(z.name), site.local(z)) for z in site.watch
+            _WatchZone(z.name, z.risk or DEFAULT_WATCH_RISK, slug(z.name), site.local(z)) for z in site.watch
         )
         for zone in self._zones:
             shapely.prepare(zone.shape_m)
@@ -358,7 +377,7 @@ def _alert(
     return Alert(
         alert_id=alert_id,
         time_s=time_s,
-        iso_time=_iso(time_s),
+        iso_time=iso_time(time_s),
         rule=rule.kind,
         zone=zone.name,
         risk=zone.risk,
@@ -385,11 +404,11 @@ def _lonlat(site: Site, d: Detection, s: _Sighting) -> tuple[float, float]:
     return site.frame.lonlat(s.x_m, s.y_m)
 
 
-def _iso(time_s: float) -> str:
+def iso_time(time_s: float) -> str:
     if not math.isfinite(time_s):
         return ""
     return datetime.fromtimestamp(time_s, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def _slug(name: str) -> str:
+def slug(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "zone"

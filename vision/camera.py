@@ -41,6 +41,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from missions.camera import field_of_view_deg, focal_length
 from missions.geo import LocalFrame
 
 # Columns are the camera axes (right, down, forward) written in the gimbal's
@@ -76,12 +77,12 @@ class Intrinsics:
         """From the datasheet numbers the mission planner's `Camera` uses."""
         if sensor_width_mm <= 0 or focal_length_mm <= 0:
             raise ValueError("sensor width and focal length must be positive")
-        hfov_deg = math.degrees(2.0 * math.atan(sensor_width_mm / (2.0 * focal_length_mm)))
+        hfov_deg = field_of_view_deg(sensor_width_mm, focal_length_mm)
         return cls(width_px=width_px, height_px=height_px, hfov_deg=hfov_deg)
 
     @property
     def fx_px(self) -> float:
-        return (self.width_px / 2.0) / math.tan(math.radians(self.hfov_deg) / 2.0)
+        return focal_length(self.width_px, self.hfov_deg)
 
     @property
     def fy_px(self) -> float:
@@ -97,7 +98,7 @@ class Intrinsics:
 
     @property
     def vfov_deg(self) -> float:
-        return math.degrees(2.0 * math.atan((self.height_px / 2.0) / self.fy_px))
+        return field_of_view_deg(self.height_px, self.fy_px)
 
     @property
     def has_distortion(self) -> bool:

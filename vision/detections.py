@@ -1,18 +1,22 @@
 """What a detector saw in one frame: the value that flows from detector to alerts.
 
-Tracker and geolocator fill in ``track_id`` and the position by building new values
+Every stage of a pipeline takes a frame's detections and gives back new ones: the detector
+adds what it sees, geolocation the camera's pose and each position, the tracker ``track_id``
 (``dataclasses.replace``); nothing downstream mutates a frame's detections, so they can
 cross threads as they are.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from vision.camera import CameraPose
 
 
 class ObjectClass(enum.Enum):
@@ -57,6 +61,9 @@ class Detection:
     y_m: float | None = None
     lat_deg: float | None = None
     lon_deg: float | None = None
+    mmsi: int | None = None  # the vessel AIS names, once vision.ais binds the track to it
+    vessel_name: str | None = None
+    error_m: float | None = None  # the position's error radius (one sigma), when the geolocator knows it
 
     @property
     def has_local_position(self) -> bool:
@@ -77,13 +84,16 @@ class Detections:
 
     ``frame_time_s`` is the capture time in seconds since the Unix epoch (UTC): alert
     rules measure dwell with it and alerts report it, so it must be the camera's clock,
-    not the time the frame happened to be processed.
+    not the time the frame happened to be processed. ``pose`` is where the camera was
+    then, when the stream has a pose source: the evidence of an alert keeps it, and a
+    run's frames record what the camera saw of the ground.
     """
 
     source: str
     frame_time_s: float
     frame_index: int
     items: tuple[Detection, ...] = ()
+    pose: CameraPose | None = None
 
     def __len__(self) -> int:
         return len(self.items)
@@ -92,7 +102,7 @@ class Detections:
         return iter(self.items)
 
     def _with(self, items: tuple[Detection, ...]) -> Detections:
-        return Detections(self.source, self.frame_time_s, self.frame_index, items)
+        return dataclasses.replace(self, items=items)
 
     def of_class(self, *classes: ObjectClass) -> Detections:
         wanted = frozenset(classes)
@@ -120,6 +130,7 @@ class Detections:
                     "track_id": d.track_id,
                     "lat_deg": d.lat_deg,
                     "lon_deg": d.lon_deg,
+                    **({} if d.mmsi is None else {"mmsi": d.mmsi, "vessel_name": d.vessel_name}),
                 }
                 for d in self.items
             ],

@@ -7,7 +7,8 @@ of source (a synthetic camera, say) subclasses :class:`SourceBase` for its bookk
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Protocol
@@ -50,6 +51,33 @@ class Frame:
     @property
     def height_px(self) -> int:
         return int(self.image.shape[0])
+
+
+@dataclass(frozen=True)
+class StreamPace:
+    """A source that waits for the pipeline consuming it (a simulation in lockstep with its cameras):
+    the pipeline says when it `started`, each frame time it `took` (all before it too), and when it
+    `stopped`, after which the source no longer waits."""
+
+    started: Callable[[], None]
+    took: Callable[[float], None]
+    stopped: Callable[[], None]
+
+
+@dataclass(frozen=True)
+class StreamClock:
+    """The clock a stream's frames are stamped by, and how the vehicle's own time stamps read on it.
+
+    For a real camera `now` is Unix time and `boot` is None (telemetry is stamped on arrival).
+    A simulation, whose vehicles and cameras may run faster than real time and slow down
+    when the pipeline falls behind, gives its own: `now` its clock, `boot(vehicle_s)` the
+    instant of a vehicle time stamp (time_boot_ms) on it, and with `pace` waits for the
+    pipeline, which then takes every frame.
+    """
+
+    now: Callable[[], float] = time.time
+    boot: Callable[[float], float] | None = None
+    pace: StreamPace | None = None
 
 
 @dataclass(frozen=True)

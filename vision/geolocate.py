@@ -2,7 +2,8 @@
 
 A detection's pixel becomes a ray through the camera model in `vision.camera`; the ray
 meets the horizontal plane z = ground_alt_m of the site's ENU frame; the point goes to
-lat/lon only at the edge, through the site's `LocalFrame`.
+lat/lon only at the edge, through the site's `LocalFrame`. As pipeline stages: `Geolocate`
+(before tracking) and `SmoothTracks` (after it).
 
 Error budget at 60 m, looking straight down (h = height above the plane, θ = angle of
 the ray from vertical, d = ground distance from the point below the drone):
@@ -25,16 +26,19 @@ term dominates, which is why the track smoother weights far fixes less.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 import numpy as np
 import shapely
 
 from missions.geo import LocalFrame
 from vision.camera import CameraPose, Intrinsics, pixel_rays, rotation_world_from_camera
+from vision.detections import Detections
+from vision.frames import Frame
 
 # A ray must descend at least this steeply (sine of the angle below horizontal) to hit the
 # plane; grazing rays would land kilometres away with unbounded error.
@@ -42,6 +46,17 @@ _MIN_DESCENT = 1e-6
 # Where a box's ground anchor moves from its centre to its bottom edge (see `locate_boxes`).
 _CENTRE_UP_TO_DEG = 30.0
 _BOTTOM_FROM_DEG = 75.0
+
+
+# One fix's error (one sigma, metres): the GPS, height and latency terms of the budget above
+# summed in quadrature, plus the attitude term, 1° of the slant range.
+FIX_BASE_ERROR_M = 1.0
+FIX_ERROR_PER_RANGE = math.radians(1.0)
+
+
+def fix_error_m(range_m: float) -> float:
+    """The error radius of a fix seen from `range_m` away: the measurement noise `TrackSmoother` assumes."""
+    return FIX_BASE_ERROR_M + FIX_ERROR_PER_RANGE * max(range_m, 0.0)
 
 
 @dataclass(frozen=True)
@@ -122,11 +137,54 @@ class Geolocator:
         return self.locate(anchors, pose, ground_alt_m)
 
 
+class PoseSource(Protocol):
+    """Where a camera was at a time: `vision.pose.MavlinkPose` from telemetry, `StaticPose` on a mast."""
+
+    def pose_at(self, time_s: float) -> CameraPose | None: ...
+
+
+@dataclass(frozen=True)
+class Geolocate:
+    """The stage that says where the camera was when each frame was taken and, given a
+    `geolocator`, where each detection is on the site.
+
+    The pose comes from `poses` at the frame's capture time; a frame with no pose (no
+    telemetry yet, or too old) passes unlocated. Without a geolocator (no site to place them
+    on) the detections keep only the pose, which is what a run records of the camera's view.
+    """
+
+    poses: PoseSource
+    geolocator: Geolocator | None = None
+
+    def __call__(self, detections: Detections, frame: Frame) -> Detections:
+        pose = self.poses.pose_at(frame.time_s)
+        if pose is None:
+            return detections
+        items = detections.items
+        if self.geolocator is not None and items:
+            fixes = self.geolocator.locate_boxes(np.array([d.box_px for d in items]), pose)
+            items = tuple(
+                d
+                if fix is None
+                else dataclasses.replace(
+                    d,
+                    x_m=fix.x_m,
+                    y_m=fix.y_m,
+                    lat_deg=fix.lat_deg,
+                    lon_deg=fix.lon_deg,
+                    error_m=fix_error_m(fix.range_m),
+                )
+                for d, fix in zip(items, fixes, strict=True)
+            )
+        return dataclasses.replace(detections, items=items, pose=pose)
+
+
 class SmoothedPosition(NamedTuple):
     x_m: float
     y_m: float
     vx_m_s: float
     vy_m_s: float
+    error_m: float  # one sigma along the position's least certain axis
 
 
 @dataclass
@@ -147,8 +205,8 @@ class TrackSmoother:
     """
 
     accel_sigma_m_s2: float = 1.0
-    base_sigma_m: float = 1.0
-    sigma_per_range: float = math.radians(1.0)
+    base_sigma_m: float = FIX_BASE_ERROR_M
+    sigma_per_range: float = FIX_ERROR_PER_RANGE
     initial_speed_sigma_m_s: float = 10.0
     forget_after_s: float = 10.0
     max_tracks: int = 1000
@@ -158,11 +216,23 @@ class TrackSmoother:
     def __len__(self) -> int:
         return len(self._tracks)
 
-    def update(self, track_id: object, time_s: float, x_m: float, y_m: float, range_m: float = 0.0) -> SmoothedPosition:
-        """Fold one fix into its track; returns the smoothed position and velocity."""
+    def update(
+        self,
+        track_id: object,
+        time_s: float,
+        x_m: float,
+        y_m: float,
+        range_m: float = 0.0,
+        sigma_m: float | None = None,
+    ) -> SmoothedPosition:
+        """Fold one fix into its track; returns the smoothed position, velocity and error.
+
+        The fix's noise is `sigma_m` when the geolocator gave it, else the model's for `range_m`.
+        """
         self._now_s = max(self._now_s, time_s)
         self._forget_stale()
-        sigma_m = self.base_sigma_m + self.sigma_per_range * max(range_m, 0.0)
+        if sigma_m is None:
+            sigma_m = self.base_sigma_m + self.sigma_per_range * max(range_m, 0.0)
         measurement_var = sigma_m * sigma_m
         track = self._tracks.get(track_id)
         if track is None:
@@ -179,7 +249,8 @@ class TrackSmoother:
         while len(self._tracks) > self.max_tracks:
             self._tracks.popitem(last=False)
         x, y, vx, vy = track.state.tolist()
-        return SmoothedPosition(x, y, vx, vy)
+        error_m = math.sqrt(max(float(np.linalg.eigvalsh(track.covariance[:2, :2])[-1]), 0.0))
+        return SmoothedPosition(x, y, vx, vy, error_m)
 
     def _forget_stale(self) -> None:
         # Ordered by last update, so the stale ones are all at the front.
@@ -213,3 +284,32 @@ class TrackSmoother:
         track.state = track.state + gain @ innovation
         track.covariance = (np.eye(4) - gain @ np.eye(2, 4)) @ track.covariance
         track.covariance = (track.covariance + track.covariance.T) / 2.0
+
+
+@dataclass
+class SmoothTracks:
+    """The stage after tracking: each tracked, located detection moved to its track's smoothed
+    position (a `TrackSmoother`), in the metres of `site_frame` and back to degrees."""
+
+    site_frame: LocalFrame
+    smoother: TrackSmoother = field(default_factory=TrackSmoother)
+
+    def __call__(self, detections: Detections, frame: Frame) -> Detections:
+        items = []
+        for d in detections:
+            if d.track_id is None or not d.has_local_position:
+                items.append(d)
+                continue
+            smoothed = self.smoother.update(d.track_id, detections.frame_time_s, d.x_m, d.y_m, sigma_m=d.error_m)
+            lon_deg, lat_deg = self.site_frame.lonlat(smoothed.x_m, smoothed.y_m)
+            items.append(
+                dataclasses.replace(
+                    d,
+                    x_m=smoothed.x_m,
+                    y_m=smoothed.y_m,
+                    lat_deg=lat_deg,
+                    lon_deg=lon_deg,
+                    error_m=round(smoothed.error_m, 2),
+                )
+            )
+        return dataclasses.replace(detections, items=tuple(items))

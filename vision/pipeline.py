@@ -1,51 +1,53 @@
 """Frames in, located and tracked detections, alerts and evidence out.
 
-    Source → Detector → Geolocator → Tracker → TrackSmoother → AlertEngine → sinks, evidence
+    Source → Detector → Geolocate → Tracker → SmoothTracks → sinks (alert rules, evidence, …)
 
 Geolocation comes before tracking, against the order one might draw it: a drone that turns
 sweeps every object across the image, but not across the ground, so the tracker associates
 in site metres whenever the camera pose is known and only falls back to pixels without one.
 
-Each stage is a small object with one method; the pipeline owns no threads. `run` reads a
-source until it ends or is stopped and hands every `FrameResult` (a frozen snapshot) to a
-callback — the CLI prints it, the GUI posts it to its own thread, a test collects it.
+Every stage, the detector first, is a small object with one shape: a frame's detections and
+the frame in, new detections out. The sinks (vision.sinks: alert rules, evidence, the alert
+and detection sinks) then get the frame's result in turn. The pipeline owns no threads: `run`
+reads a source until it ends or is stopped and hands every `FrameResult` (a frozen snapshot)
+to a callback — the CLI prints it, vision.worker runs it on a thread for the demo and the
+GUI, a test collects it.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from pathlib import Path
+from typing import Any, Protocol
 
 import cv2
 import numpy as np
 
-from vision.alerts import Alert, AlertEngine
+from vision.alerts import Alert
 from vision.camera import CameraPose
-from vision.detections import Detection, Detections
-from vision.evidence import EvidenceLog
+from vision.detections import Detections
+from vision.detectors.base import Detector
 from vision.frames import Frame
-from vision.geolocate import Geolocator, TrackSmoother
-from vision.sinks import AlertSink
+from vision.palette import CLASS_BGR
 
 
-class Detector(Protocol):
-    def detect(self, image_bgr: np.ndarray) -> tuple[Detection, ...]: ...
+class Stage(Protocol):
+    """One step from a frame's detections to better ones: locate them, track them, smooth them."""
+
+    def __call__(self, detections: Detections, frame: Frame) -> Detections: ...
 
 
-class PoseSource(Protocol):
-    def pose_at(self, time_s: float) -> CameraPose | None: ...
+class Sink(Protocol):
+    """Where a frame's result goes. The pipeline hands it to its sinks in order and each hands
+    it on, as it was or with what it added: the alert rules add the frame's alerts (so the
+    sinks after them see them), the evidence sink the number of records it kept."""
 
-
-class TrackerStage(Protocol):
-    def update(self, detections: Detections) -> Detections: ...
-
-
-class DetectionSink(Protocol):
-    def emit_detections(self, detections: Detections) -> None: ...
+    def __call__(self, result: FrameResult, frame: Frame) -> FrameResult: ...
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,11 @@ class FrameResult:
     detect_s: float
     total_s: float
     done_s: float  # Unix time the result was ready: done_s − frame_time_s is capture-to-result latency
+    evidence_records: int = 0  # kept of this frame's alerts
+    # alert_id → the AIS reports an alert rests on (vision.ais.watch), for its evidence record
+    ais_reports: Mapping[str, tuple[Mapping[str, Any], ...]] = field(default_factory=dict)
+    # alert_id → the snapshot file its evidence record names (vision.sinks.KeepEvidence)
+    snapshots: Mapping[str, Path] = field(default_factory=dict)
 
     @property
     def latency_s(self) -> float:
@@ -83,15 +90,12 @@ def annotate(image: np.ndarray, detections: Detections) -> np.ndarray:
     """A copy of the frame with each detection boxed and labelled: class, track id, confidence."""
     canvas = np.array(image, copy=True)
     for d in detections:
-        colour = _CLASS_BGR.get(d.object_class.value, (200, 200, 200))
+        colour = CLASS_BGR[d.object_class]
         x1, y1, x2, y2 = (round(v) for v in d.box_px)
         cv2.rectangle(canvas, (x1, y1), (x2, y2), colour, 2)
         label = f"{d.object_class.value}{'' if d.track_id is None else f' #{d.track_id}'} {d.confidence:.2f}"
         cv2.putText(canvas, label, (x1, max(12, y1 - 5)), cv2.FONT_HERSHEY_SIMPLEX, 0.45, colour, 1, cv2.LINE_AA)
     return canvas
-
-
-_CLASS_BGR = {"vessel": (0, 220, 255), "vehicle": (255, 120, 0), "person": (255, 0, 255), "other": (200, 200, 200)}
 
 
 def snapshot_jpeg(image: np.ndarray, box_px: tuple[float, float, float, float] | None, label: str) -> bytes:
@@ -108,58 +112,42 @@ def snapshot_jpeg(image: np.ndarray, box_px: tuple[float, float, float, float] |
 
 
 class Pipeline:
-    """One video stream's detector, geolocation, tracking and alerting."""
+    """One video stream's detector, then its other stages, then its sinks.
+
+    The detector is timed on its own (`detect_s`); `stages` follow it in order and `sinks`
+    get each frame's result in order. `source_name` names the stream in its detections and
+    alerts. `total_s` and `done_s` count the sinks' work, so the sinks see them NaN.
+    """
 
     def __init__(
         self,
         detector: Detector,
+        stages: Iterable[Stage] = (),
+        sinks: Iterable[Sink] = (),
         *,
         source_name: str = "camera",
-        geolocator: Geolocator | None = None,
-        poses: PoseSource | None = None,
-        tracker: TrackerStage | None = None,
-        smoother: TrackSmoother | None = None,
-        alerts: AlertEngine | None = None,
-        alert_sinks: Iterable[AlertSink] = (),
-        detection_sinks: Iterable[DetectionSink] = (),
-        evidence: EvidenceLog | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.detector = detector
+        self.stages = tuple(stages)
+        self.sinks = tuple(sinks)
         self.source_name = source_name
-        self.geolocator = geolocator
-        self.poses = poses
-        self.tracker = tracker
-        self.smoother = smoother if smoother is not None else (TrackSmoother() if geolocator else None)
-        self.alerts = alerts
-        self.alert_sinks = tuple(alert_sinks)
-        self.detection_sinks = tuple(detection_sinks)
-        self.evidence = evidence
+        self._clock = clock  # the frames' clock, for their latency
         self.stats = RunStats()
 
     def process(self, frame: Frame) -> FrameResult:
         started = time.perf_counter()
-        found = self.detector.detect(frame.image)
+        detections = self.detector(Detections(self.source_name, frame.time_s, frame.index), frame)
         detect_s = time.perf_counter() - started
-        pose = self.poses.pose_at(frame.time_s) if self.poses is not None else None
-        if pose is not None and self.geolocator is not None and found:
-            found = self._locate(found, pose)
-        detections = Detections(self.source_name, frame.time_s, frame.index, tuple(found))
-        if self.tracker is not None:
-            detections = self.tracker.update(detections)
-        if self.smoother is not None:
-            detections = self._smooth(detections)
-        raised = tuple(self.alerts.process(detections)) if self.alerts is not None else ()
-        for sink in self.detection_sinks:
-            sink.emit_detections(detections)
-        for alert in raised:
-            for sink in self.alert_sinks:
-                sink.emit(alert)
-            if self.evidence is not None:
-                self._keep(alert, detections, frame, pose)
-        done = time.time()
+        for stage in self.stages:
+            detections = stage(detections, frame)
+        unknown_yet = math.nan
         result = FrameResult(
-            frame.index, frame.time_s, detections, raised, pose, detect_s, time.perf_counter() - started, done
+            frame.index, frame.time_s, detections, (), detections.pose, detect_s, unknown_yet, unknown_yet
         )
+        for sink in self.sinks:
+            result = sink(result, frame)
+        result = dataclasses.replace(result, total_s=time.perf_counter() - started, done_s=self._clock())
         self._count(result)
         return result
 
@@ -193,51 +181,11 @@ class Pipeline:
                 on_result(result, frame)
         return self.stats
 
-    def _locate(self, found: tuple[Detection, ...], pose: CameraPose) -> tuple[Detection, ...]:
-        fixes = self.geolocator.locate_boxes(np.array([d.box_px for d in found]), pose)
-        return tuple(
-            d
-            if fix is None
-            else dataclasses.replace(d, x_m=fix.x_m, y_m=fix.y_m, lat_deg=fix.lat_deg, lon_deg=fix.lon_deg)
-            for d, fix in zip(found, fixes, strict=True)
-        )
-
-    def _smooth(self, detections: Detections) -> Detections:
-        items = []
-        frame = self.geolocator.frame if self.geolocator is not None else None
-        for d in detections:
-            if d.track_id is None or not d.has_local_position or frame is None:
-                items.append(d)
-                continue
-            smoothed = self.smoother.update(d.track_id, detections.frame_time_s, d.x_m, d.y_m)
-            lon_deg, lat_deg = frame.lonlat(smoothed.x_m, smoothed.y_m)
-            items.append(dataclasses.replace(d, x_m=smoothed.x_m, y_m=smoothed.y_m, lat_deg=lat_deg, lon_deg=lon_deg))
-        return Detections(detections.source, detections.frame_time_s, detections.frame_index, tuple(items))
-
-    def _keep(self, alert: Alert, detections: Detections, frame: Frame, pose: CameraPose | None) -> None:
-        subject = next((d for d in detections if alert.track_id is not None and d.track_id == alert.track_id), None)
-        payload = {
-            "alert": alert.to_json_dict(),
-            "frame_index": frame.index,
-            "frame_time_s": frame.time_s,
-            "detection": None
-            if subject is None
-            else {
-                "box_px": list(subject.box_px),
-                "confidence": subject.confidence,
-                "class": subject.object_class.value,
-            },
-            "pose": None if pose is None else dataclasses.asdict(pose),
-        }
-        label = f"{alert.object_class.value} {alert.track_id or ''} {alert.zone}".strip()
-        jpeg = snapshot_jpeg(frame.image, None if subject is None else subject.box_px, label)
-        self.evidence.append("alert", payload, snapshot_jpeg=jpeg, time_s=alert.time_s)
-        self.stats.evidence_records += 1
-
     def _count(self, result: FrameResult) -> None:
         self.stats.frames += 1
         self.stats.detections += len(result.detections)
         self.stats.alerts += len(result.alerts)
+        self.stats.evidence_records += result.evidence_records
         self.stats.latencies_s.append(result.latency_s)
         self.stats.detect_s.append(result.detect_s)
         if len(self.stats.latencies_s) > 10_000:

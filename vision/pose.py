@@ -66,7 +66,7 @@ _HEARTBEAT_S = 1.0
 class StaticPose:
     """A camera that does not move (a mast, a test): the same pose at every time.
 
-    Like `MavlinkPose`, a `vision.pipeline.PoseSource`.
+    Like `MavlinkPose`, a `vision.geolocate.PoseSource`.
     """
 
     pose: CameraPose
@@ -311,11 +311,16 @@ class MavlinkPose:
         mount_yaw_deg: float = 0.0,
         heartbeat: bool = True,
         clock: Callable[[], float] = time.time,
+        boot_clock: Callable[[float], float] | None = None,
     ) -> None:
+        """`boot_clock`, when given, turns the vehicle's own time stamps (time_boot_ms) into the frames'
+        clock, and samples are stamped by it instead of by their arrival: a simulation knows both clocks
+        exactly, and its telemetry can arrive after the vehicle has moved on."""
         self.url = url
         self._history = PoseHistory(ground_amsl_m, stale_after_s, keep_s, mount_pitch_deg, mount_yaw_deg)
         self._lock = threading.Lock()
         self._clock = clock
+        self._boot_clock = boot_clock
         self._system_id = system_id
         self._autopilot_component: int | None = None
         self._heartbeat = heartbeat
@@ -415,6 +420,8 @@ class MavlinkPose:
             if kind == "GLOBAL_POSITION_INT" and self._autopilot_component is None:
                 self._autopilot_component = component
             history = self._history
+            if self._boot_clock is not None and hasattr(msg, "time_boot_ms"):
+                received_s = self._boot_clock(msg.time_boot_ms / 1000.0)
             if kind == "GLOBAL_POSITION_INT" and component == self._autopilot_component:
                 if not (msg.lat or msg.lon):
                     return  # no fix yet

@@ -11,7 +11,7 @@ bit, which say where a picture and a NAL end, are lost on the way.
 :class:`SliceJoiner` joins the pieces again and hands on each slice, with the parameter
 sets and SEI before it, as soon as it is whole; a decoder told that its input comes in
 such chunks (``AV_CODEC_FLAG2_CHUNKS``) puts out a picture once its last macroblock row is
-decoded, whether the sender cut it into one slice (``sitl.video``) or several. A slice is
+decoded, whether the sender cut it into one slice (``sitl.synthetic.video``) or several. A slice is
 whole where the next NAL begins or the RTP timestamp changes, and earlier, judging by size:
 
 * a NAL in pieces ends with a piece shorter than the first: senders fill every piece but

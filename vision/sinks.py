@@ -1,11 +1,18 @@
-"""Where alerts go: the console, a JSON Lines file, the ground station over UDP.
+"""Where a frame's detections and alerts go: alert rules, evidence, the console, a JSON Lines
+file, the ground station over UDP.
 
-Every sink has one method that matters, ``emit``; :class:`FanOut` makes several look like
-one. The ground station reads the UDP stream back with :class:`AlertListener`.
+A pipeline's sinks share one shape (`vision.pipeline.Sink`): a frame's result and the frame
+in, the result out, with whatever the sink added. :class:`RaiseAlerts` (the alert rules) adds
+the frame's alerts; :class:`KeepEvidence` keeps an evidence record of each; :class:`SendAlerts`
+and :class:`SendDetections` hand them to the sinks below, which have one method that matters,
+``emit`` (an alert) or ``emit_detections`` (a frame's detections). :class:`FanOut` makes
+several alert sinks look like one. The ground station reads the UDP stream back with
+:class:`AlertListener`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import select
@@ -16,8 +23,11 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Protocol, TextIO
 
-from vision.alerts import Alert
+from vision.alerts import Alert, AlertEngine
 from vision.detections import Detections
+from vision.evidence import SNAPSHOTS, EvidenceLog, EvidenceRecord
+from vision.frames import Frame
+from vision.pipeline import FrameResult, snapshot_jpeg
 
 MAX_DATAGRAM_BYTES = 65_507  # the most an IPv4 UDP payload can carry
 
@@ -26,6 +36,95 @@ class AlertSink(Protocol):
     def emit(self, alert: Alert) -> None: ...
 
     def close(self) -> None: ...
+
+
+class DetectionSink(Protocol):
+    def emit_detections(self, detections: Detections) -> None: ...
+
+
+# ------------------------------------------------------------ a pipeline's sinks
+
+
+@dataclasses.dataclass(frozen=True)
+class RaiseAlerts:
+    """The alert rules as a sink: the frame's alerts, raised by `engine` from its detections, added to the result."""
+
+    engine: AlertEngine
+
+    def __call__(self, result: FrameResult, frame: Frame) -> FrameResult:
+        raised = tuple(self.engine.process(result.detections))
+        return dataclasses.replace(result, alerts=result.alerts + raised) if raised else result
+
+
+@dataclasses.dataclass(frozen=True)
+class KeepEvidence:
+    """An evidence record of every alert of the frame in `log`: the alert, the detection it is
+    about, the camera's pose and a JPEG of the frame with that detection boxed."""
+
+    log: EvidenceLog
+
+    def __call__(self, result: FrameResult, frame: Frame) -> FrameResult:
+        if not result.alerts:
+            return result
+        snapshots = dict(result.snapshots)
+        for alert in result.alerts:
+            record = self._keep(alert, result, frame)
+            if record.snapshot is not None:
+                snapshots[alert.alert_id] = self.log.directory / SNAPSHOTS / record.snapshot
+        kept = result.evidence_records + len(result.alerts)
+        return dataclasses.replace(result, evidence_records=kept, snapshots=snapshots)
+
+    def _keep(self, alert: Alert, result: FrameResult, frame: Frame) -> EvidenceRecord:
+        subject = next(
+            (d for d in result.detections if alert.track_id is not None and d.track_id == alert.track_id), None
+        )
+        payload = {
+            "alert": alert.to_json_dict(),
+            "frame_index": frame.index,
+            "frame_time_s": frame.time_s,
+            "detection": None
+            if subject is None
+            else {
+                "box_px": list(subject.box_px),
+                "confidence": subject.confidence,
+                "class": subject.object_class.value,
+            },
+            "pose": None if result.pose is None else dataclasses.asdict(result.pose),
+        }
+        ais = result.ais_reports.get(alert.alert_id)
+        if ais is not None:
+            payload["ais"] = list(ais)  # what AIS said of the vessel (or around it) when the alert was raised
+        label = f"{alert.object_class.value} {alert.track_id or ''} {alert.zone}".strip()
+        jpeg = snapshot_jpeg(frame.image, None if subject is None else subject.box_px, label)
+        return self.log.append("alert", payload, snapshot_jpeg=jpeg, time_s=alert.time_s)
+
+
+class SendAlerts:
+    """Every alert of the frame to each of `sinks`, in order."""
+
+    def __init__(self, sinks: Iterable[AlertSink]) -> None:
+        self.sinks = tuple(sinks)
+
+    def __call__(self, result: FrameResult, frame: Frame) -> FrameResult:
+        for alert in result.alerts:
+            for sink in self.sinks:
+                sink.emit(alert)
+        return result
+
+
+class SendDetections:
+    """The frame's detections to each of `sinks`, in order."""
+
+    def __init__(self, sinks: Iterable[DetectionSink]) -> None:
+        self.sinks = tuple(sinks)
+
+    def __call__(self, result: FrameResult, frame: Frame) -> FrameResult:
+        for sink in self.sinks:
+            sink.emit_detections(result.detections)
+        return result
+
+
+# ------------------------------------------------------------ alert and detection sinks
 
 
 def _line(alert: Alert) -> str:
@@ -40,9 +139,10 @@ class ConsoleSink:
 
     def emit(self, alert: Alert) -> None:
         track = "-" if alert.track_id is None else f"#{alert.track_id}"
+        named = "" if alert.mmsi is None else f" [{alert.vessel_name or 'MMSI'} {alert.mmsi}]"
         self._stream.write(
             f"{alert.iso_time} {alert.severity.upper():<8} [{alert.zone}] {alert.object_class.value} {track} "
-            f"{alert.message}\n"
+            f"{alert.message}{named}\n"
         )
         self._stream.flush()
 

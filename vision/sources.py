@@ -13,7 +13,7 @@ is counted and skipped. Files and folders deliver every frame in order, then fin
 
 Capture time of RTP frames: FFmpeg's RTP demuxer turns the sender's RTCP sender reports
 into a producer reference time on each packet, the sender's wall clock at capture (see
-``sitl.video``). Reports come with a stream's first packet and then every 5 s, so after
+``sitl.synthetic.video``). Reports come with a stream's first packet and then every 5 s, so after
 joining a running stream, and for senders that send no RTCP (PX4's GStreamer camera),
 frames are stamped with their receive time until the first report arrives.
 
@@ -23,6 +23,7 @@ begins: ``vision.rtp_h264`` hands each slice to the decoder as soon as it has al
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import itertools
 import os
@@ -31,7 +32,7 @@ import re
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -52,6 +53,7 @@ _POLL_S = 0.2
 # report, or a clock not worth trusting.
 _MAX_SENDER_SKEW_S = 10.0
 _END_OF_STREAM = "end of stream"
+EVERY_FRAME_KEEP = 8
 _LIVE_OPTIONS = {"probesize": "32", "analyzeduration": "0"}  # no probing: SPS/PPS come in-band
 _RTP_OPTIONS = {
     **_LIVE_OPTIONS,
@@ -67,12 +69,24 @@ class SourceError(InputError):
     """A video source that cannot be opened: missing, empty, unreadable, or not what it claims to be."""
 
 
-def open_source(spec: str, name: str | None = None, *, realtime: bool = False, stall_timeout_s: float = 1.0) -> Source:
+def open_source(
+    spec: str,
+    name: str | None = None,
+    *,
+    realtime: bool = False,
+    stall_timeout_s: float = 1.0,
+    clock: Callable[[], float] = time.time,
+    every_frame: bool = False,
+) -> Source:
     """Opens `spec` (see the module doc) as a source called `name`. `realtime` paces video
-    files at their own rate; a live stream silent for `stall_timeout_s` is reopened."""
+    files at their own rate; a live stream silent for `stall_timeout_s` is reopened. `clock`
+    is the receiver's own: Unix time, or a simulation's clock that its cameras stamp by.
+    `every_frame`: a live stream keeps its frames in order (up to EVERY_FRAME_KEEP) rather
+    than only the newest, for a simulated camera that waits for its reader."""
     spec = spec.strip()
+    keep = EVERY_FRAME_KEEP if every_frame else 1
     if spec.isdigit():
-        return _udp_source(spec, "127.0.0.1", int(spec), name, stall_timeout_s)
+        return _udp_source(spec, "127.0.0.1", int(spec), name, stall_timeout_s, clock, keep)
     url = urlsplit(spec)
     if url.scheme in ("udp", "rtp"):
         try:
@@ -81,10 +95,10 @@ def open_source(spec: str, name: str | None = None, *, realtime: bool = False, s
             port = None
         if port is None:
             raise SourceError(spec, f"a {url.scheme}:// source needs a port, e.g. {url.scheme}://127.0.0.1:5600")
-        return _udp_source(spec, url.hostname or "0.0.0.0", port, name, stall_timeout_s)
+        return _udp_source(spec, url.hostname or "0.0.0.0", port, name, stall_timeout_s, clock, keep)
     if url.scheme in ("rtsp", "rtsps"):
         options = {**_LIVE_OPTIONS, "rtsp_transport": "tcp", "timeout": str(round(stall_timeout_s * 1e6))}
-        return LiveSource(spec, name or spec, None, options, stall_timeout_s)
+        return LiveSource(spec, name or spec, None, options, stall_timeout_s, clock=clock, keep=keep)
     if len(url.scheme) > 1 and "://" in spec:
         raise SourceError(
             spec, "unsupported kind of source: give a file, a folder, an SDP file, udp://, rtp:// or rtsp://"
@@ -97,17 +111,21 @@ def open_source(spec: str, name: str | None = None, *, realtime: bool = False, s
     if path.suffix.lower() == ".sdp" or _starts_with(path, b"v=0"):
         port, is_h264 = _sdp_video(path)
         options = _RTP_H264_OPTIONS if is_h264 else _RTP_OPTIONS
-        return LiveSource(str(path), name or path.stem, "sdp", options, stall_timeout_s, port)
+        return LiveSource(str(path), name or path.stem, "sdp", options, stall_timeout_s, port, clock=clock, keep=keep)
     return VideoFileSource(path, name or path.stem, realtime)
 
 
-def _udp_source(spec: str, host: str, port: int, name: str | None, stall_timeout_s: float) -> LiveSource:
+def _udp_source(
+    spec: str, host: str, port: int, name: str | None, stall_timeout_s: float, clock: Callable[[], float], keep: int
+) -> LiveSource:
     if not 0 < port < 65535:
         raise SourceError(spec, f"UDP port must be in 1…65534 (RTCP uses port + 1), got {port}")
     handle, sdp_path = tempfile.mkstemp(prefix="borderwatch-", suffix=".sdp")
     with os.fdopen(handle, "w") as file:
         file.write(h264_sdp(port, host))
-    return LiveSource(sdp_path, name or f"udp:{port}", "sdp", _RTP_H264_OPTIONS, stall_timeout_s, port, Path(sdp_path))
+    return LiveSource(
+        sdp_path, name or f"udp:{port}", "sdp", _RTP_H264_OPTIONS, stall_timeout_s, port, Path(sdp_path), clock, keep
+    )
 
 
 def _sdp_video(path: Path) -> tuple[int, bool]:
@@ -149,15 +167,18 @@ class LiveSource(SourceBase):
         stall_timeout_s: float = 1.0,
         port: int | None = None,
         temporary_sdp: Path | None = None,
+        clock: Callable[[], float] = time.time,
+        keep: int = 1,
     ) -> None:
         super().__init__(name)
+        self._clock = clock
         self._url, self._format, self._options = url, format_name, options
         self._stall_s = stall_timeout_s
         self._poll_s = min(_POLL_S, stall_timeout_s) if format_name == "sdp" else stall_timeout_s
         self._port = port
         self._temporary_sdp = temporary_sdp
         self._joins_slices = "noparse" in options.get("fflags", "")
-        self._newest: tuple[av.VideoFrame, float, float] | None = None
+        self._waiting: collections.deque[tuple[av.VideoFrame, float, float]] = collections.deque(maxlen=keep)
         self._decoded = 0
         self._closed = False
         self._stop = threading.Event()
@@ -169,18 +190,18 @@ class LiveSource(SourceBase):
         return self._closed
 
     def read(self, timeout_s: float = 1.0) -> Frame | None:
-        """The newest frame not yet read, waiting up to `timeout_s` for one; None if none came."""
+        """The oldest frame kept and not yet read (the newest, when it keeps one), waiting up to `timeout_s`
+        for one; None if none came."""
         deadline = time.monotonic() + timeout_s
         with self._lock:
-            while self._newest is None and not self._closed:
+            while not self._waiting and not self._closed:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return None
                 self._lock.wait(remaining)
-            if self._newest is None:
+            if not self._waiting:
                 return None
-            video_frame, time_s, received_s = self._newest
-            self._newest = None
+            video_frame, time_s, received_s = self._waiting.popleft()
         # Converting here, not on the reader thread, spends no CPU on frames that get dropped.
         return self._deliver(to_bgr(video_frame), time_s, received_s)
 
@@ -259,13 +280,13 @@ class LiveSource(SourceBase):
                 self._offer(video_frame, session.sender_time(video_frame.pts, sender_s))
 
     def _offer(self, video_frame: av.VideoFrame, sender_s: float | None) -> None:
-        received_s = time.time()
+        received_s = self._clock()
         if sender_s is None or abs(sender_s - received_s) > _MAX_SENDER_SKEW_S:
             sender_s = received_s
         with self._lock:
-            if self._newest is not None:
+            if len(self._waiting) == self._waiting.maxlen:
                 self._dropped += 1
-            self._newest = (video_frame, sender_s, received_s)
+            self._waiting.append((video_frame, sender_s, received_s))
             self._decoded += 1
             self._lock.notify_all()
 
@@ -283,7 +304,7 @@ class VideoFileSource(SourceBase):
             raise SourceError(str(path), f"not a video FFmpeg can read ({error})") from None
         if not self._container.streams.video:
             self._container.close()
-            raise SourceError(str(path), "has no video stream")
+            raise SourceError(str(path), "not a video FFmpeg can read (it holds no video stream)")
         stream = self._container.streams.video[0]
         self._period_s = 1 / float(stream.average_rate or 30)
         self._frames = _Prefetch(((to_bgr(f), f.time) for f in self._decoded_frames(stream)), depth=3)

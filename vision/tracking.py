@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from vision.detections import Detection, Detections, ObjectClass
+from vision.frames import Frame
 
 # Gates are in "sigmas": 3 covers 99 % of a Gaussian prediction error per axis.
 _GATE_SIGMAS = 3.0
@@ -208,6 +209,10 @@ class Tracker:
         """Tracks alive, confirmed or not."""
         return len(self._tracks)
 
+    def __call__(self, detections: Detections, frame: Frame) -> Detections:
+        """As a pipeline stage: `update`, which needs nothing of the frame but its detections."""
+        return self.update(detections)
+
     def update(self, detections: Detections) -> Detections:
         if self._source is None:
             self._source = detections.source
@@ -235,7 +240,7 @@ class Tracker:
         out = tuple(
             dataclasses.replace(d, track_id=matched[i].track_id if i in matched else None) for i, d in enumerate(items)
         )
-        return Detections(detections.source, detections.frame_time_s, detections.frame_index, out)
+        return dataclasses.replace(detections, items=out)
 
     # ------------------------------------------------------------ association
     def _match(

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 from types import SimpleNamespace
 
 import numpy as np
@@ -236,6 +237,11 @@ def test_alert_json_round_trip(site):
     data = alert.to_json_dict()
     assert data["rule"] == "enter" and data["object_class"] == "vessel" and data["severity"] == "high"
     assert type(alert).from_json_dict(data) == alert
+    # Without AIS the keys are those every alert had before it: records signed then read the same.
+    assert "mmsi" not in data and "vessel_name" not in data
+    named = dataclasses.replace(alert, mmsi=224070101, vessel_name="VIRGEN DEL CARMEN")
+    assert named.to_json_dict()["mmsi"] == 224070101
+    assert type(alert).from_json_dict(named.to_json_dict()) == named
 
 
 # --- detections -----------------------------------------------------------------------------------------------------

@@ -13,11 +13,11 @@ import pytest
 
 import vision.detectors
 from missions.errors import InputError
-from vision.detections import Detection, ObjectClass
+from vision.detections import ObjectClass
 from vision.detectors import Backend, Detector, DetectorError, TiledDetector, load_detector
+from vision.detectors.base import detect_image
 from vision.detectors.boxes import nms
 from vision.detectors.export_format import Layout, Letterbox, decode
-from vision.detectors.tiling import tiles
 
 VESSEL, VEHICLE, PERSON, OTHER = ObjectClass.VESSEL, ObjectClass.VEHICLE, ObjectClass.PERSON, ObjectClass.OTHER
 NAMES = {0: "vessel", 1: "vehicle", 2: "person"}
@@ -137,8 +137,8 @@ def test_onnx_detector_matches_ultralytics_on_the_same_onnx(tiny_yolo, hw):
     from vision.detectors.yolo import UltralyticsDetector
 
     image = noise(*hw, seed=hw[0])
-    ours = OnnxDetector(tiny_yolo.onnx, conf=LOW_CONF).detect(image)
-    theirs = UltralyticsDetector(tiny_yolo.onnx, conf=LOW_CONF).detect(image)
+    ours = detect_image(OnnxDetector(tiny_yolo.onnx, conf=LOW_CONF), image)
+    theirs = detect_image(UltralyticsDetector(tiny_yolo.onnx, conf=LOW_CONF), image)
 
     assert len(ours) >= 5
     assert {d.object_class for d in ours} <= {VESSEL, VEHICLE, PERSON}
@@ -155,8 +155,8 @@ def test_onnx_export_matches_the_pt_it_came_from(tiny_yolo, hw):
     from vision.detectors.yolo import UltralyticsDetector
 
     image = noise(*hw, seed=7)
-    ours = OnnxDetector(tiny_yolo.onnx, conf=LOW_CONF).detect(image)
-    theirs = UltralyticsDetector(tiny_yolo.pt, conf=LOW_CONF, imgsz=320).detect(image)
+    ours = detect_image(OnnxDetector(tiny_yolo.onnx, conf=LOW_CONF), image)
+    theirs = detect_image(UltralyticsDetector(tiny_yolo.pt, conf=LOW_CONF, imgsz=320), image)
 
     assert len(ours) >= 5
     assert_same_detections(ours, theirs)
@@ -168,8 +168,8 @@ def test_dynamic_export_pads_to_the_stride_like_ultralytics(tiny_yolo_dynamic):
 
     # ultralytics runs a dynamic model at its own default size (640) unless told; we take the exported size.
     image = noise(720, 1280, seed=3)
-    ours = OnnxDetector(tiny_yolo_dynamic, conf=LOW_CONF).detect(image)
-    theirs = UltralyticsDetector(tiny_yolo_dynamic, conf=LOW_CONF, imgsz=320).detect(image)
+    ours = detect_image(OnnxDetector(tiny_yolo_dynamic, conf=LOW_CONF), image)
+    theirs = detect_image(UltralyticsDetector(tiny_yolo_dynamic, conf=LOW_CONF, imgsz=320), image)
 
     assert len(ours) >= 5
     assert_same_detections(ours, theirs)
@@ -181,8 +181,8 @@ def test_end_to_end_yolo26_export_matches_ultralytics(tiny_yolo26_end_to_end):
 
     image = noise(720, 1280, seed=4)
     detector = OnnxDetector(tiny_yolo26_end_to_end, conf=0.01)
-    ours = detector.detect(image)
-    theirs = UltralyticsDetector(tiny_yolo26_end_to_end, conf=0.01).detect(image)
+    ours = detect_image(detector, image)
+    theirs = detect_image(UltralyticsDetector(tiny_yolo26_end_to_end, conf=0.01), image)
 
     assert detector._layout is Layout.END_TO_END
     assert len(ours) >= 5
@@ -200,14 +200,14 @@ def test_detectors_read_names_and_size_from_the_model(tiny_yolo):
     assert onnx.input_hw == (320, 320)
     assert tiny_yolo.onnx.name in onnx.name and tiny_yolo.pt.name in ultra.name
     assert isinstance(onnx, Detector) and isinstance(ultra, Detector)
-    assert onnx.detect(noise(720, 1280)) == onnx.detect(noise(720, 1280))
+    assert detect_image(onnx, noise(720, 1280)) == detect_image(onnx, noise(720, 1280))
 
 
 def test_onnx_detector_runs_without_torch_or_ultralytics(tiny_yolo):
     from vision.detectors.onnx import OnnxDetector
 
     image_seed, conf = 11, LOW_CONF
-    expected = len(OnnxDetector(tiny_yolo.onnx, conf=conf).detect(noise(720, 1280, image_seed)))
+    expected = len(detect_image(OnnxDetector(tiny_yolo.onnx, conf=conf), noise(720, 1280, image_seed)))
     script = f"""
 import sys
 sys.modules["torch"] = None
@@ -215,11 +215,12 @@ sys.modules["ultralytics"] = None
 import numpy as np
 import vision.detectors
 from vision.detectors import load_detector
+from vision.detectors.base import detect_image
 from vision.detectors.onnx import OnnxDetector
 image = np.random.default_rng({image_seed}).integers(0, 255, (720, 1280, 3), dtype=np.uint8)
 detector = load_detector(sys.argv[1], conf={conf})
 assert isinstance(detector, OnnxDetector), detector
-print(len(detector.detect(image)))
+print(len(detect_image(detector, image)))
 """
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     done = subprocess.run(
@@ -299,7 +300,7 @@ def test_box_in_letterboxed_input_maps_back_to_the_frame(onnx_detector, hw, inpu
     x1, y1, x2, y2 = letterboxed_xyxy
     detector = onnx_detector(head_output(((x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1, 1, 0.9)), input_hw=input_hw)
 
-    (found,) = detector.detect(np.zeros((*hw, 3), np.uint8))
+    (found,) = detect_image(detector, np.zeros((*hw, 3), np.uint8))
 
     assert found.object_class is VEHICLE and found.confidence == pytest.approx(0.9)
     assert found.box_px == pytest.approx(expected_xyxy, abs=1e-3)
@@ -326,7 +327,7 @@ def test_scores_and_nms(onnx_detector, objects, conf, expected):
     names = {**NAMES, 3: "lighthouse"} if nc == 4 else NAMES
     detector = onnx_detector(head_output(*objects, nc=nc), meta={"names": repr(names)}, conf=conf)
 
-    found = detector.detect(np.zeros((320, 320, 3), np.uint8))
+    found = detect_image(detector, np.zeros((320, 320, 3), np.uint8))
 
     assert [(d.object_class, round(d.confidence, 6)) for d in found] == [(c, s) for c, s in expected]
 
@@ -335,7 +336,7 @@ def test_max_det_keeps_the_best(onnx_detector):
     objects = [(20 + 40 * i, 100, 30, 30, 0, 0.3 + 0.1 * i) for i in range(6)]
     detector = onnx_detector(head_output(*objects), max_det=2)
 
-    found = detector.detect(np.zeros((320, 320, 3), np.uint8))
+    found = detect_image(detector, np.zeros((320, 320, 3), np.uint8))
 
     assert [round(d.confidence, 6) for d in found] == [0.8, 0.7]
 
@@ -347,10 +348,10 @@ def test_end_to_end_output_is_thresholded_but_not_suppressed(onnx_detector):
     rows[0, 2] = 100, 100, 140, 140, 0.1, 2
     detector = onnx_detector(rows, meta={"end2end": "True"})
 
-    found = detector.detect(np.zeros((720, 1280, 3), np.uint8))
+    found = detect_image(detector, np.zeros((720, 1280, 3), np.uint8))
 
     assert [d.object_class for d in found] == [VESSEL, VESSEL]
-    assert found[0].box_px == pytest.approx((40, 0, 200, 160))
+    assert found.items[0].box_px == pytest.approx((40, 0, 200, 160))
 
 
 @pytest.mark.parametrize("iou_threshold", [0.3, 0.5, 0.7])
@@ -441,7 +442,7 @@ def test_onnx_detector_checks_its_options(tiny_yolo):
     with pytest.raises(ValueError, match="conf and iou"):
         OnnxDetector(tiny_yolo.onnx, conf=1.5)
     with pytest.raises(ValueError, match="H×W×3"):
-        OnnxDetector(tiny_yolo.onnx).detect(np.zeros((10, 10, 5), np.uint8))
+        detect_image(OnnxDetector(tiny_yolo.onnx), np.zeros((10, 10, 5), np.uint8))
 
 
 # --- load_detector ------------------------------------------------------------------------------
@@ -472,7 +473,7 @@ def test_load_detector_needs_a_known_suffix(tmp_path):
 
 def test_default_model_missing_says_how_to_get_it(monkeypatch, tmp_path):
     monkeypatch.setattr(vision.detectors, "DEFAULT_MODEL", tmp_path / "borderwatch-synthetic.onnx")
-    with pytest.raises(DetectorError, match=r"borderwatch-synthetic\.onnx.*python -m sitl\.train"):
+    with pytest.raises(DetectorError, match=r"borderwatch-synthetic\.onnx.*python -m sitl\.synthetic\.train"):
         load_detector()
 
 
@@ -482,7 +483,7 @@ def test_default_model_is_used_and_tiling_wraps_it(monkeypatch, tiny_yolo):
     tiled = load_detector(tile=True, conf=LOW_CONF)
 
     assert isinstance(tiled, TiledDetector) and tiled.inner.path == tiny_yolo.onnx
-    found = tiled.detect(noise(1080, 1920, seed=2))
+    found = detect_image(tiled, noise(1080, 1920, seed=2))
     boxes = boxes_of(found)
     assert len(found) > 0
     assert (boxes >= 0).all() and (boxes[:, [0, 2]] <= 1920).all() and (boxes[:, [1, 3]] <= 1080).all()
@@ -490,138 +491,3 @@ def test_default_model_is_used_and_tiling_wraps_it(monkeypatch, tiny_yolo):
 
 def test_shipped_default_model_path():
     assert vision.detectors.DEFAULT_MODEL == REPO / "vision" / "models" / "borderwatch-synthetic.onnx"
-
-
-# --- Tiling -----------------------------------------------------------------------------------
-
-
-class ColourDetector:
-    """'Detects' solid rectangles of known colours in whatever slice it is given, as a real detector would.
-
-    Like a real one it misses objects that shrink below ``min_px`` once the image is
-    letterboxed into ``input_px``, and it is less sure of objects cut by the image edge.
-    """
-
-    name = "colours"
-    class_names = NAMES
-
-    def __init__(self, colours, input_px=640, min_px=4, cut_confidence=0.6):
-        self.colours = colours
-        self.input_px = input_px
-        self.min_px = min_px
-        self.cut_confidence = cut_confidence
-        self.calls: list[tuple[int, int]] = []
-
-    def detect(self, image_bgr):
-        h, w = image_bgr.shape[:2]
-        self.calls.append((h, w))
-        scale = min(1.0, self.input_px / max(h, w))
-        found = []
-        for colour, object_class in self.colours.items():
-            ys, xs = np.nonzero(np.all(image_bgr == colour, axis=2))
-            if len(xs) == 0:
-                continue
-            x1, y1, x2, y2 = xs.min(), ys.min(), xs.max() + 1, ys.max() + 1
-            if min(x2 - x1, y2 - y1) * scale < self.min_px:
-                continue
-            cut = x1 == 0 or y1 == 0 or x2 == w or y2 == h
-            confidence = self.cut_confidence if cut else 0.9
-            found.append(Detection(object_class, confidence, (float(x1), float(y1), float(x2), float(y2))))
-        return tuple(found)
-
-
-def scene(*objects, hw=(1080, 1920)):
-    """A dark frame with ``objects`` as (colour, (x1, y1, x2, y2)) painted on it."""
-    image = np.full((*hw, 3), 20, np.uint8)
-    for colour, (x1, y1, x2, y2) in objects:
-        image[y1:y2, x1:x2] = colour
-    return image
-
-
-RED, GREEN, BLUE, YELLOW = (0, 0, 255), (0, 255, 0), (255, 0, 0), (0, 255, 255)
-# With 640 px tiles and 20 % overlap a 1920×1080 frame is 4 × 2 tiles: x from 0, 427, 853, 1280; y from 0, 440.
-
-
-@pytest.mark.parametrize("full_frame", [True, False])
-@pytest.mark.parametrize("cut_confidence", [0.6, 0.95], ids=["cut-scores-lower", "cut-scores-higher"])
-@pytest.mark.parametrize(
-    "box",
-    [
-        (600, 300, 700, 340),  # across the first vertical tile edge (x = 640)
-        (300, 500, 1500, 600),  # a long ship across four tiles
-        (1200, 560, 1300, 700),  # across a corner: tile edges x = 1280 and y = 640
-    ],
-    ids=["straddling", "spanning", "corner"],
-)
-def test_object_cut_by_tile_edges_comes_out_once_whole(full_frame, cut_confidence, box):
-    inner = ColourDetector({RED: VESSEL}, cut_confidence=cut_confidence)
-    detector = TiledDetector(inner, tile_px=640, overlap=0.2, full_frame=full_frame)
-
-    found = detector.detect(scene((RED, box)))
-
-    assert [(d.object_class, d.box_px) for d in found] == [(VESSEL, box)]
-
-
-def test_small_object_is_found_only_by_tiles():
-    image = scene((GREEN, (1500, 900, 1506, 906)), (RED, (100, 100, 400, 200)))
-    inner = ColourDetector({GREEN: PERSON, RED: VESSEL})
-
-    whole = inner.detect(image)
-    found = TiledDetector(inner, tile_px=640, overlap=0.2).detect(image)
-
-    assert [d.object_class for d in whole] == [VESSEL]
-    assert sorted((d.object_class.value, d.box_px) for d in found) == [
-        ("person", (1500, 900, 1506, 906)),
-        ("vessel", (100, 100, 400, 200)),
-    ]
-    assert inner.calls[1:] == [(1080, 1920)] + [(640, 640)] * 8
-
-
-def test_neighbours_are_not_merged():
-    boats = [(RED, (560, 300, 630, 340)), (BLUE, (636, 300, 720, 340))]  # two vessels moored 6 px apart, by a tile edge
-    truck = (YELLOW, (600, 320, 660, 360))  # a vehicle on the quay, overlapping both
-    detector = TiledDetector(ColourDetector({RED: VESSEL, BLUE: VESSEL, YELLOW: VEHICLE}), full_frame=False)
-
-    found = detector.detect(scene(*boats, truck))
-
-    assert sorted((d.object_class.value, d.box_px) for d in found) == [
-        ("vehicle", truck[1]),
-        ("vessel", boats[0][1]),
-        ("vessel", boats[1][1]),
-    ]
-
-
-def test_frame_within_one_tile_is_detected_once_as_is():
-    inner = ColourDetector({RED: VESSEL})
-    image = scene((RED, (10, 10, 50, 50)), hw=(480, 640))
-
-    found = TiledDetector(inner, tile_px=640).detect(image)
-
-    assert inner.calls == [(480, 640)]
-    assert [d.box_px for d in found] == [(10, 10, 50, 50)]
-    assert TiledDetector(inner).class_names == NAMES and "tiled 640px" in TiledDetector(inner).name
-
-
-@pytest.mark.parametrize("hw", [(1080, 1920), (2160, 3840), (641, 641), (700, 5000), (100, 100)])
-@pytest.mark.parametrize(("tile_px", "overlap"), [(640, 0.2), (512, 0.0), (320, 0.5)])
-def test_tiles_cover_the_frame_with_the_overlap_asked(hw, tile_px, overlap):
-    windows = tiles(hw, tile_px, overlap)
-
-    covered = np.zeros(hw, dtype=bool)
-    for t in windows:
-        assert 0 <= t.x0 < t.x1 <= hw[1] and 0 <= t.y0 < t.y1 <= hw[0]
-        assert t.x1 - t.x0 == min(tile_px, hw[1]) and t.y1 - t.y0 == min(tile_px, hw[0])
-        covered[t.y0 : t.y1, t.x0 : t.x1] = True
-    assert covered.all()
-    xs = sorted({t.x0 for t in windows})
-    if len(xs) > 1:
-        assert min(np.diff(xs)) <= tile_px * (1 - overlap) + 0.5
-
-
-@pytest.mark.parametrize(
-    ("options", "match"),
-    [({"tile_px": 16}, "tile_px"), ({"overlap": 1.0}, "overlap"), ({"overlap": -0.1}, "overlap"), ({"iou": 2}, "iou")],
-)
-def test_tiled_detector_checks_its_options(options, match):
-    with pytest.raises(ValueError, match=match):
-        TiledDetector(ColourDetector({}), **options)

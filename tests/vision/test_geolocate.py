@@ -242,3 +242,29 @@ def test_smoother_forgets_stale_tracks_and_bounds_memory():
     for track_id in range(200):
         smoother.update(track_id, 8.0, 0.0, 0.0)
     assert len(smoother) == 50
+
+
+def test_each_fix_carries_its_error_radius_growing_with_range(geolocator):
+    from vision.detections import Detection, Detections, ObjectClass
+    from vision.frames import Frame
+    from vision.geolocate import Geolocate, SmoothTracks, fix_error_m
+
+    class Still:
+        def pose_at(self, time_s):
+            return nadir(alt_m=60.0, pitch_deg=0.0, gimbal_pitch_deg=-45.0)
+
+    boxes = [(620.0, 690.0, 660.0, 720.0), (620.0, 340.0, 660.0, 370.0)]  # near the bottom edge, mid-image
+    items = tuple(Detection(ObjectClass.VESSEL, 0.9, box, track_id=i) for i, box in enumerate(boxes))
+    image = np.zeros((720, 1280, 3), np.uint8)
+    located = Geolocate(Still(), geolocator)(Detections("cam", 0.0, 0, items), Frame(image, 0.0, 0, "cam", 0.0))
+    near, far = located.items
+    assert near.error_m < far.error_m
+    slant_m = math.hypot(far.x_m, far.y_m, 60.0)
+    assert far.error_m == pytest.approx(fix_error_m(slant_m), rel=0.02)
+    # The smoother's error shrinks as fixes of the same spot add up, and never below zero.
+    smooth = SmoothTracks(FRAME)
+    errors = []
+    for k in range(20):
+        frame = Detections("cam", float(k), k, (far,))
+        errors.append(smooth(frame, Frame(image, float(k), k, "cam", float(k))).items[0].error_m)
+    assert errors[0] == pytest.approx(far.error_m, rel=0.01) and 0.0 < errors[-1] < 0.85 * errors[0]

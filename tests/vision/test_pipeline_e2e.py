@@ -14,7 +14,7 @@ import pytest
 import shapely
 
 from missions.formats import load_site
-from sitl.scenarios import hover_over_zone
+from sitl.synthetic.scenarios import hover_over_zone
 from sitl.testdata import SITES_DIR
 from vision.alerts import AlertEngine, RuleKind
 from vision.camera import Intrinsics
@@ -22,9 +22,10 @@ from vision.detections import ObjectClass
 from vision.detectors import DEFAULT_MODEL, load_detector
 from vision.evidence import EvidenceLog
 from vision.evidence_verify import verify
-from vision.geolocate import Geolocator
+from vision.geolocate import Geolocate, Geolocator, SmoothTracks
 from vision.pipeline import Pipeline
 from vision.pose import MavlinkPose
+from vision.sinks import KeepEvidence, RaiseAlerts
 from vision.sources import open_source
 from vision.tracking import Tracker
 
@@ -68,12 +69,9 @@ def test_drone_over_anchorage_detects_locates_and_alerts(tmp_path):
         ):
             pipeline = Pipeline(
                 detector,
+                [Geolocate(poses, Geolocator(site.frame, Intrinsics())), Tracker(), SmoothTracks(site.frame)],
+                [RaiseAlerts(AlertEngine(site)), KeepEvidence(evidence)],
                 source_name="drone-1",
-                geolocator=Geolocator(site.frame, Intrinsics()),
-                poses=poses,
-                tracker=Tracker(),
-                alerts=AlertEngine(site),
-                evidence=evidence,
             )
             stop_at = time.monotonic() + WATCH_S
             while time.monotonic() < stop_at:

@@ -11,8 +11,8 @@ import pytest
 
 from missions.geo import haversine_m
 from sitl.ground import GroundLink
-from sitl.model import VehicleConfig
-from sitl.telemetry import quaternion
+from sitl.vehicles.model import VehicleConfig
+from sitl.vehicles.telemetry import quaternion
 from vision.camera import CameraPose
 from vision.pose import MavlinkPose, PoseHistory, StaticPose, euler_from_quaternion, gimbal_yaw_is_earth_frame
 

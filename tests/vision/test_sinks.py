@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import socket
@@ -35,8 +36,13 @@ def make_alert(track_id=7, rule=RuleKind.ENTER, n=0, zone="Eastern anchorage"):
     [
         (make_alert(7), ["2025-06-15T15:06:40.000Z", "HIGH", "Eastern anchorage", "vessel", "#7", "entered"]),
         (make_alert(None, RuleKind.CROWD), ["HIGH", "Eastern anchorage", "vessel", " - "]),
+        (
+            dataclasses.replace(make_alert(7, RuleKind.DWELL), mmsi=224070101, vessel_name="VIRGEN DEL CARMEN"),
+            ["#7", "[VIRGEN DEL CARMEN 224070101]"],
+        ),
+        (dataclasses.replace(make_alert(None, RuleKind.AIS_NOT_SEEN), mmsi=224070102), ["[MMSI 224070102]"]),
     ],
-    ids=["track", "crowd"],
+    ids=["track", "crowd", "named by AIS", "AIS not seen, no name yet"],
 )
 def test_console_sink_writes_one_readable_line(alert, expected):
     stream = io.StringIO()

@@ -19,7 +19,7 @@ import pytest
 
 from missions.errors import InputError
 from sitl.ports import free_port_block
-from sitl.video import H264RtpStreamer
+from sitl.synthetic.video import H264RtpStreamer
 from vision.frames import Frame, Source
 from vision.rtp_h264 import SliceJoiner, is_keyframe
 from vision.sources import SourceError, open_source
@@ -133,6 +133,22 @@ def test_a_slow_consumer_gets_the_newest_frame_and_drops_are_counted(port, camer
         stats = source.stats()
     assert max(ages) < 0.25, ages
     assert stats.frames_dropped >= 4 * 5
+
+
+def test_every_frame_keeps_the_frames_a_slow_consumer_has_not_read_in_order(port, cameras):
+    """For a simulated camera that waits for its pipeline: a burst a little ahead is kept, not dropped."""
+    with open_source(str(port), every_frame=True) as source:
+        camera = cameras(port, lambda t: RED, fps=20)
+        frames_until(source, lambda f: True, timeout_s=3.0)
+        time.sleep(0.25)  # five frames arrive while the consumer is busy
+        camera.stop()
+        got = []
+        while (frame := source.read(0.5)) is not None:
+            got.append(frame.index)
+        stats = source.stats()
+    assert len(got) >= 5, got
+    assert got == sorted(got) and len(set(got)) == len(got)
+    assert stats.frames_dropped == 0
 
 
 HD = (1280, 720)
@@ -273,7 +289,7 @@ def test_keyframes_are_idr_slices_or_recovery_points(nals, expected):
 CAMERA_PROCESS = """
 import sys, time
 import numpy as np
-from sitl.video import H264RtpStreamer
+from sitl.synthetic.video import H264RtpStreamer
 streamer = H264RtpStreamer(int(sys.argv[1]), sys.argv[2], 320, 240)
 image = np.zeros((240, 320, 3), np.uint8)
 image[:] = (255, 0, 0)

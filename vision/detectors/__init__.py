@@ -16,7 +16,7 @@ from vision.detectors.tiling import TiledDetector
 
 __all__ = ["DEFAULT_MODEL", "Backend", "Detector", "DetectorError", "TiledDetector", "load_detector"]
 
-# Trained on the synthetic world of sitl by ``python -m sitl.train`` and shipped with the package.
+# Trained on the synthetic world of sitl by ``python -m sitl.synthetic.train`` and shipped with the package.
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "borderwatch-synthetic.onnx"
 
 
@@ -45,7 +45,7 @@ def load_detector(
         if not DEFAULT_MODEL.is_file():
             raise DetectorError(
                 str(DEFAULT_MODEL),
-                "the bundled detection model is missing; train it again with `python -m sitl.train`, "
+                "the bundled detection model is missing; train it again with `python -m sitl.synthetic.train`, "
                 "or pass the path of a model",
             )
         path = DEFAULT_MODEL

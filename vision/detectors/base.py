@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from typing import Protocol, runtime_checkable
 
 import numpy as np
 
 from missions.errors import InputError
-from vision.detections import Detection
+from vision.detections import Detection, Detections
+from vision.frames import Frame
 
 
 class DetectorError(InputError):
@@ -17,11 +19,13 @@ class DetectorError(InputError):
 
 @runtime_checkable
 class Detector(Protocol):
-    """Finds objects in one BGR frame (H×W×3 uint8, as OpenCV decodes it).
+    """Finds objects in one frame: the first stage of a pipeline, shaped like the others.
 
-    Boxes come back as (x1, y1, x2, y2) in the pixels of the image passed in, clipped to
-    it; classes are mapped to :class:`~vision.detections.ObjectClass` by name. A detector
-    keeps no state between frames, so the same frame always gives the same detections.
+    Called with a frame's detections (usually none yet: the stream's name, the capture time
+    and the frame's index) and the frame, it returns them with what it sees added. Boxes are
+    (x1, y1, x2, y2) in the frame's pixels, clipped to it; classes are mapped to
+    :class:`~vision.detections.ObjectClass` by name. A detector keeps no state between
+    frames, so the same frame always gives the same detections.
     """
 
     @property
@@ -34,7 +38,17 @@ class Detector(Protocol):
         """The model's own labels by class index, before mapping to ObjectClass."""
         ...
 
-    def detect(self, image_bgr: np.ndarray) -> tuple[Detection, ...]: ...
+    def __call__(self, detections: Detections, frame: Frame) -> Detections: ...
+
+
+def adding(detections: Detections, found: tuple[Detection, ...]) -> Detections:
+    """`detections` with what a detector `found` after them."""
+    return dataclasses.replace(detections, items=detections.items + found)
+
+
+def detect_image(detector: Detector, image_bgr: np.ndarray, source: str = "image") -> Detections:
+    """What `detector` sees in one BGR image outside any stream (a test, a benchmark): frame 0, at time 0."""
+    return detector(Detections(source, 0.0, 0), Frame(image_bgr, 0.0, 0, source, 0.0))
 
 
 def check_thresholds(conf: float, iou: float, max_det: int) -> None:

@@ -15,8 +15,8 @@ import cv2
 import numpy as np
 import onnxruntime as ort
 
-from vision.detections import Detection, ObjectClass
-from vision.detectors.base import DetectorError, check_thresholds, first_line
+from vision.detections import Detection, Detections, ObjectClass
+from vision.detectors.base import DetectorError, adding, check_thresholds, first_line
 from vision.detectors.export_format import (
     Layout,
     Letterbox,
@@ -27,6 +27,7 @@ from vision.detectors.export_format import (
     parse_names,
     to_blob,
 )
+from vision.frames import Frame
 
 
 class OnnxDetector:
@@ -115,7 +116,7 @@ class OnnxDetector:
         return self._input_hw
 
     def blob(self, image_bgr: np.ndarray) -> np.ndarray:
-        """The tensor `detect` feeds the network for this image (letterboxed, RGB, NCHW)."""
+        """The tensor detection feeds the network for this image (letterboxed, RGB, NCHW)."""
         image = _as_bgr(image_bgr)
         box = Letterbox.fit(image.shape[:2], self._input_hw, self._stride if self._dynamic else None)
         return to_blob(box.apply(image), self._input_dtype)
@@ -125,7 +126,10 @@ class OnnxDetector:
         (output,) = self._session.run([self._output_name], {self._input_name: blob})
         return output
 
-    def detect(self, image_bgr: np.ndarray) -> tuple[Detection, ...]:
+    def __call__(self, detections: Detections, frame: Frame) -> Detections:
+        return adding(detections, self._detect(frame.image))
+
+    def _detect(self, image_bgr: np.ndarray) -> tuple[Detection, ...]:
         image = _as_bgr(image_bgr)
         box = Letterbox.fit(image.shape[:2], self._input_hw, self._stride if self._dynamic else None)
         blob = to_blob(box.apply(image), self._input_dtype)

@@ -15,9 +15,10 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from vision.detections import Detection, ObjectClass
+from vision.detections import Detection, Detections, ObjectClass
 from vision.detectors import boxes
-from vision.detectors.base import Detector
+from vision.detectors.base import Detector, adding
+from vision.frames import Frame
 
 # Two pieces of one object cut by a tile edge share only the overlap band, which can be a
 # small part of the larger piece; measured against the smaller piece it is a large part.
@@ -97,18 +98,21 @@ class TiledDetector:
     def class_names(self) -> Mapping[int, str]:
         return self.inner.class_names
 
-    def detect(self, image_bgr: np.ndarray) -> tuple[Detection, ...]:
-        h, w = image_bgr.shape[:2]
+    def __call__(self, detections: Detections, frame: Frame) -> Detections:
+        h, w = frame.height_px, frame.width_px
         windows = tiles((h, w), self.tile_px, self.overlap)
         if len(windows) == 1:
-            return self.inner.detect(image_bgr)
+            return self.inner(detections, frame)
+        none_yet = replace(detections, items=())
         pieces: list[_Piece] = []
         if self.full_frame:
-            pieces += (_Piece(d, np.array(d.box_px, dtype=np.float64), False) for d in self.inner.detect(image_bgr))
+            whole = self.inner(none_yet, frame)
+            pieces += (_Piece(d, np.array(d.box_px, dtype=np.float64), False) for d in whole)
         for t in windows:
-            found = self.inner.detect(np.ascontiguousarray(image_bgr[t.y0 : t.y1, t.x0 : t.x1]))
+            image = np.ascontiguousarray(frame.image[t.y0 : t.y1, t.x0 : t.x1])
+            found = self.inner(none_yet, replace(frame, image=image))
             pieces += (self._placed(d, t, (h, w)) for d in found)
-        return _merge(pieces, self.iou)
+        return adding(detections, _merge(pieces, self.iou))
 
     def _placed(self, d: Detection, t: Tile, image_hw: tuple[int, int]) -> _Piece:
         x1, y1, x2, y2 = d.box_px

@@ -12,10 +12,9 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-import numpy as np
-
-from vision.detections import Detection, Detections
-from vision.detectors.base import DetectorError, check_thresholds, first_line
+from vision.detections import Detections
+from vision.detectors.base import DetectorError, adding, check_thresholds, first_line
+from vision.frames import Frame
 
 
 class UltralyticsDetector:
@@ -77,6 +76,9 @@ class UltralyticsDetector:
     def class_names(self) -> Mapping[int, str]:
         return self._names
 
-    def detect(self, image_bgr: np.ndarray) -> tuple[Detection, ...]:
-        results = self._model.predict(image_bgr, **self._predict_args)
-        return Detections.from_ultralytics(results, self.name, 0.0, 0, names=self._names).items
+    def __call__(self, detections: Detections, frame: Frame) -> Detections:
+        results = self._model.predict(frame.image, **self._predict_args)
+        found = Detections.from_ultralytics(
+            results, detections.source, detections.frame_time_s, detections.frame_index, names=self._names
+        )
+        return adding(detections, found.items)

@@ -11,12 +11,19 @@ Each line is the canonical JSON (sorted keys, no spaces, UTF-8) of::
 
     {"seq", "time", "kind", "payload", "snapshot", "snapshot_sha256", "prev_sha256", "sha256"}
 
-``sha256`` is over the canonical JSON of the record without ``sha256``; ``prev_sha256`` is the previous
-line's ``sha256`` (64 zeros for the first). So an edit changes a record's hash, and an edit that also
+``sha256`` is over the canonical JSON of the record without ``sha256`` and ``signature``; ``prev_sha256``
+is the previous line's ``sha256`` (64 zeros for the first). So an edit changes a record's hash, and an edit that also
 recomputes the hash breaks the next record's ``prev_sha256``; a deletion, insertion or reordering breaks
 the chain where it happened. What a chain alone cannot show is the loss of the newest records: cutting
 the file at a line boundary leaves a shorter, valid chain. Keep the last ``sha256`` somewhere else (a
 report, the ground station) when that matters.
+
+Signatures: a log opened with a `vision.signing.Signer` adds ``signer`` (its key id, inside the hash)
+and ``signature`` (Ed25519 over the ASCII of ``sha256``, base64) to every record, so a record edited
+and rehashed by someone without the key no longer verifies. It also signs the chain's **head** (the
+newest record's seq and sha256) into ``DIR/heads.jsonl`` when it closes and every few minutes while
+records come: records cut off the end are caught against the last signed head. A record without
+``signer`` is unsigned (a log kept before signing existed).
 
 Crash safety: the snapshot is written, fsynced and renamed into place before its record; the record is
 one ``os.write`` on an ``O_APPEND`` descriptor followed by ``fsync``. A kill -9 therefore leaves at worst
@@ -31,25 +38,33 @@ import datetime as dt
 import fcntl
 import hashlib
 import json
+import logging
 import os
 import re
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
 from missions.errors import UserError
+from vision.signing import Signer
+
+log = logging.getLogger(__name__)
 
 LOG_NAME = "evidence.jsonl"
+HEADS_NAME = "heads.jsonl"
+HEAD_EVERY_S = 120.0  # a head is signed at least this often while records come
 SNAPSHOTS = "snapshots"
 TORN_SNAPSHOTS = "torn-snapshots"
 ZERO_SHA256 = "0" * 64
 JPEG_MAGIC = b"\xff\xd8"
 
 _FIELDS = ("seq", "time", "kind", "payload", "snapshot", "snapshot_sha256", "prev_sha256", "sha256")
+_SIGNED = ("signer", "signature")  # present together, or not at all (an unsigned record)
+_KEY_ID = re.compile(r"[0-9a-f]{16}")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _SNAPSHOT_NAME = re.compile(r"(\d{8})-[0-9a-f]{16}\.jpg")
 _TAIL_CHUNK = 64 * 1024
@@ -65,8 +80,8 @@ def canonical_json(value: Any) -> str:
 
 
 def record_sha256(body: Mapping[str, Any]) -> str:
-    """SHA-256 of a record's canonical JSON, its own ``sha256`` field left out."""
-    fields = {k: v for k, v in body.items() if k != "sha256"}
+    """SHA-256 of a record's canonical JSON, its own ``sha256`` and ``signature`` fields left out."""
+    fields = {k: v for k, v in body.items() if k not in ("sha256", "signature")}
     return hashlib.sha256(canonical_json(fields).encode("utf-8")).hexdigest()
 
 
@@ -80,9 +95,11 @@ class EvidenceRecord:
     snapshot_sha256: str | None
     prev_sha256: str
     sha256: str
+    signer: str | None = None  # the key id that signed it; None: unsigned
+    signature: str | None = None  # Ed25519 over the ASCII of sha256, base64
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        body = {
             "seq": self.seq,
             "time": self.time,
             "kind": self.kind,
@@ -92,6 +109,9 @@ class EvidenceRecord:
             "prev_sha256": self.prev_sha256,
             "sha256": self.sha256,
         }
+        if self.signer is not None:
+            body["signer"], body["signature"] = self.signer, self.signature
+        return body
 
     @classmethod
     def from_json(cls, obj: Any) -> EvidenceRecord:
@@ -99,7 +119,8 @@ class EvidenceRecord:
         problem = _shape_problem(obj)
         if problem:
             raise ValueError(problem)
-        return cls(**{k: obj[k] for k in _FIELDS if k != "payload"}, payload=_freeze(obj["payload"]))
+        signed = {k: obj[k] for k in _SIGNED if k in obj}
+        return cls(**{k: obj[k] for k in _FIELDS if k != "payload"}, payload=_freeze(obj["payload"]), **signed)
 
 
 def _shape_problem(obj: Any) -> str | None:
@@ -108,9 +129,16 @@ def _shape_problem(obj: Any) -> str | None:
     missing = [k for k in _FIELDS if k not in obj]
     if missing:
         return f"missing field(s) {', '.join(missing)}"
-    extra = sorted(set(obj) - set(_FIELDS))
+    extra = sorted(set(obj) - set(_FIELDS) - set(_SIGNED))
     if extra:
         return f"unexpected field(s) {', '.join(extra)}"
+    if ("signer" in obj) != ("signature" in obj):
+        return "signer and signature must both be there or both be absent"
+    if "signer" in obj:
+        if not isinstance(obj["signer"], str) or not _KEY_ID.fullmatch(obj["signer"]):
+            return "signer is not a key id (16 hex digits)"
+        if not isinstance(obj["signature"], str) or not obj["signature"]:
+            return "signature is not a base64 string"
     if type(obj["seq"]) is not int or obj["seq"] < 1:
         return "seq is not a positive integer"
     for key in ("time", "kind"):
@@ -161,6 +189,16 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _owner_only_folder(folder: Path) -> None:
+    """Make ``folder`` (and its parents) and leave it readable by its owner only: evidence names places and people."""
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if folder.stat().st_mode & 0o077:
+        try:
+            folder.chmod(0o700)
+        except OSError as exc:
+            log.warning("%s: cannot make the evidence folder readable by its owner only: %s", folder, exc)
+
+
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
@@ -182,23 +220,66 @@ def _tail(fd: int, size: int) -> tuple[bytes, int]:
     return b"", 0
 
 
+@dataclass(frozen=True)
+class SignedHead:
+    """The chain's newest record as its signer vouched for it at ``time``: what proves nothing was
+    cut off the end. ``signature`` is over the canonical JSON of the other fields."""
+
+    seq: int
+    sha256: str
+    time: str
+    signer: str
+    signature: str
+
+    @classmethod
+    def make(cls, seq: int, sha256: str, signer: Signer) -> SignedHead:
+        body = {"seq": seq, "sha256": sha256, "time": _iso_utc(time.time()), "signer": signer.key_id}
+        return cls(**body, signature=signer.sign(canonical_json(body).encode("utf-8")))
+
+    def signed_bytes(self) -> bytes:
+        body = {"seq": self.seq, "sha256": self.sha256, "time": self.time, "signer": self.signer}
+        return canonical_json(body).encode("utf-8")
+
+    def to_json(self) -> dict[str, Any]:
+        return {"seq": self.seq, "sha256": self.sha256, "time": self.time, "signer": self.signer,
+                "signature": self.signature}  # fmt: skip
+
+    @classmethod
+    def from_json(cls, obj: Any) -> SignedHead:
+        if not isinstance(obj, dict) or set(obj) != {"seq", "sha256", "time", "signer", "signature"}:
+            raise ValueError("not a signed head (seq, sha256, time, signer, signature)")
+        if type(obj["seq"]) is not int or obj["seq"] < 1 or not isinstance(obj["sha256"], str):
+            raise ValueError("seq or sha256 of the wrong type")
+        if not all(isinstance(obj[k], str) for k in ("time", "signer", "signature")):
+            raise ValueError("time, signer and signature must be strings")
+        return cls(**obj)
+
+
 class EvidenceLog:
     """The writer. One per directory (an exclusive lock says so); ``append`` may be called from any thread."""
 
-    def __init__(self, directory: Path, fd: int, last_seq: int, last_sha256: str, size: int) -> None:
+    def __init__(
+        self, directory: Path, fd: int, last_seq: int, last_sha256: str, size: int, signer: Signer | None = None
+    ) -> None:
         self.directory = directory
+        self.signer = signer
         self._fd = fd
         self._last_seq = last_seq
         self._last_sha256 = last_sha256
         self._size = size
         self._lock = threading.Lock()
+        self._head_signed = (last_seq, time.monotonic())  # what the newest signed head says, and when
+        # Told of each head as it is signed (a TSA's stamper); called under the log's lock, so it must only queue.
+        self.on_head: Callable[[SignedHead], None] | None = None
 
     @classmethod
-    def open(cls, directory: str | os.PathLike[str]) -> EvidenceLog:
+    def open(cls, directory: str | os.PathLike[str], signer: Signer | None = None) -> EvidenceLog:
+        """Open (or start) the log in ``directory``; with ``signer`` every record and head is signed."""
         directory = Path(directory)
-        (directory / SNAPSHOTS).mkdir(parents=True, exist_ok=True)
+        _owner_only_folder(directory)
+        _owner_only_folder(directory / SNAPSHOTS)
         path = directory / LOG_NAME
-        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -223,7 +304,7 @@ class EvidenceLog:
         except BaseException:
             os.close(fd)
             raise
-        return cls(directory, fd, last_seq, last_sha256, size)
+        return cls(directory, fd, last_seq, last_sha256, size, signer)
 
     @property
     def last_seq(self) -> int:
@@ -262,26 +343,82 @@ class EvidenceLog:
                 "snapshot_sha256": snapshot_sha256,
                 "prev_sha256": self._last_sha256,
             }
+            if self.signer is not None:
+                body["signer"] = self.signer.key_id
             # Hash what a reader will parse back (tuples become lists, keys become strings), not the caller's dict.
             body = json.loads(canonical_json(body))
             body["sha256"] = record_sha256(body)
-            line = (canonical_json(body) + "\n").encode("utf-8")
-            try:
-                _write_all(self._fd, line)
-                os.fsync(self._fd)
-            except BaseException:
-                # A partial line left behind would glue the next record onto it.
-                with contextlib.suppress(OSError):
-                    os.ftruncate(self._fd, self._size)
-                raise
-            self._size += len(line)
-            self._last_seq, self._last_sha256 = seq, body["sha256"]
+            if self.signer is not None:
+                body["signature"] = self.signer.sign(body["sha256"].encode("ascii"))
+            self._write_record(body)
+            if self.signer is not None and time.monotonic() - self._head_signed[1] >= HEAD_EVERY_S:
+                self._sign_head()
             return EvidenceRecord.from_json(body)
+
+    def sign_head(self) -> SignedHead | None:
+        """Sign the newest record's seq and hash into heads.jsonl (None without a signer or a record)."""
+        with self._lock:
+            return self._sign_head()
+
+    def _sign_head(self) -> SignedHead | None:
+        if self.signer is None or self._fd < 0 or not self._last_seq:
+            return None
+        head = SignedHead.make(self._last_seq, self._last_sha256, self.signer)
+        line = (canonical_json(head.to_json()) + "\n").encode("utf-8")
+        fd = os.open(self.directory / HEADS_NAME, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            _write_all(fd, line)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        self._head_signed = (self._last_seq, time.monotonic())
+        if self.on_head is not None:
+            self.on_head(head)
+        return head
+
+    def append_copy(self, record: EvidenceRecord, snapshot_jpeg: bytes | None) -> None:
+        """Append a record another log wrote (a unit's, received over the bus), exactly as it was.
+
+        The copy is the same chain: `record` must be the next one (``seq`` one more than this
+        log's newest, ``prev_sha256`` its hash) and its snapshot the one it names; a ValueError
+        saying which otherwise, and nothing is written.
+        """
+        with self._lock:
+            if self._fd < 0:
+                raise ValueError(f"{self.directory}: evidence log is closed")
+            if record.seq != self._last_seq + 1:
+                raise ValueError(f"record {record.seq} does not follow record {self._last_seq} of {self.directory}")
+            if record.prev_sha256 != self._last_sha256:
+                raise ValueError(f"record {record.seq}: its prev_sha256 is not the hash of record {self._last_seq}")
+            body = record.to_json()
+            if record_sha256(body) != record.sha256:
+                raise ValueError(f"record {record.seq}: its sha256 does not match its content")
+            if (snapshot_jpeg is None) != (record.snapshot is None):
+                raise ValueError(f"record {record.seq}: snapshot given for a record without one, or missing")
+            if snapshot_jpeg is not None:
+                if hashlib.sha256(snapshot_jpeg).hexdigest() != record.snapshot_sha256:
+                    raise ValueError(f"record {record.seq}: the snapshot does not match its snapshot_sha256")
+                self._write_snapshot(record.snapshot, snapshot_jpeg)
+            self._write_record(body)
+
+    def _write_record(self, body: dict[str, Any]) -> None:
+        """One line, fsynced, then the newest record; the caller holds the lock."""
+        line = (canonical_json(body) + "\n").encode("utf-8")
+        try:
+            _write_all(self._fd, line)
+            os.fsync(self._fd)
+        except BaseException:
+            # A partial line left behind would glue the next record onto it.
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, self._size)
+            raise
+        self._size += len(line)
+        self._last_seq, self._last_sha256 = body["seq"], body["sha256"]
 
     def _write_snapshot(self, name: str, data: bytes) -> None:
         folder = self.directory / SNAPSHOTS
         temp = folder / f".{name}.tmp"
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
             _write_all(fd, data)
             os.fsync(fd)
@@ -291,8 +428,11 @@ class EvidenceLog:
         _fsync_dir(folder)
 
     def close(self) -> None:
+        """Sign the head (when there is something new to sign) and close."""
         with self._lock:
             if self._fd >= 0:
+                if self._head_signed[0] != self._last_seq:
+                    self._sign_head()
                 os.close(self._fd)
                 self._fd = -1
 
@@ -308,7 +448,7 @@ def _set_aside_torn_line(directory: Path, fd: int, end: int, size: int) -> None:
     n = 1
     while (directory / f"{LOG_NAME}.torn-{n}").exists():
         n += 1
-    aside = os.open(directory / f"{LOG_NAME}.torn-{n}", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    aside = os.open(directory / f"{LOG_NAME}.torn-{n}", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         _write_all(aside, torn)
         os.fsync(aside)
@@ -327,7 +467,7 @@ def _set_aside_orphan_snapshots(directory: Path, last_seq: int) -> None:
         if (path.name.startswith(".") and path.name.endswith(".tmp")) or (match and int(match[1]) > last_seq):
             orphans.append(path)
     if orphans:
-        (directory / TORN_SNAPSHOTS).mkdir(exist_ok=True)
+        (directory / TORN_SNAPSHOTS).mkdir(mode=0o700, exist_ok=True)
         for path in orphans:
             os.replace(path, directory / TORN_SNAPSHOTS / path.name)
         _fsync_dir(folder)

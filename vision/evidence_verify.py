@@ -14,7 +14,18 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vision.evidence import LOG_NAME, SNAPSHOTS, ZERO_SHA256, EvidenceError, EvidenceRecord, record_sha256
+from vision.evidence import (
+    HEADS_NAME,
+    LOG_NAME,
+    SNAPSHOTS,
+    ZERO_SHA256,
+    EvidenceError,
+    EvidenceRecord,
+    SignedHead,
+    record_sha256,
+)
+from vision.signing import TrustStore
+from vision.stamping import check_stamps, read_stamps
 
 
 class Problem(enum.Enum):
@@ -27,6 +38,12 @@ class Problem(enum.Enum):
     CHAIN_BROKEN = "chain broken"
     SNAPSHOT_MISSING = "snapshot missing"
     SNAPSHOT_ALTERED = "snapshot altered"
+    UNSIGNED = "record not signed"
+    UNTRUSTED = "signed by an unknown key"
+    BAD_SIGNATURE = "signature does not match"
+    TRUNCATED = "records cut off the end"
+    BAD_HEAD = "signed head does not verify"
+    BAD_TOKEN = "timestamp token does not verify"
 
 
 @dataclass(frozen=True)
@@ -40,6 +57,15 @@ class VerifyReport:
     first_bad_seq: int | None = None  # the seq the bad line claims, when it has one
     snapshots_verified: int = 0
     warnings: tuple[str, ...] = field(default_factory=tuple)
+    signers: tuple[str, ...] = ()  # the key ids that signed records, in order of first appearance
+    signatures_checked: bool = False  # False: verified without a trust store (hashes and links only)
+    last_signed_head: SignedHead | None = None  # the newest head that verified, when heads were checked
+    tokens_checked: bool = False  # whether the heads' timestamp tokens were checked (a TSA's roots given)
+    heads_without_token: tuple[int, ...] = ()  # signed heads (by record seq) that no TSA has timestamped yet
+
+    @property
+    def unsigned(self) -> bool:
+        return not self.signers
 
 
 def log_path(directory: str | os.PathLike[str]) -> Path:
@@ -78,19 +104,41 @@ def _parse(raw: bytes) -> EvidenceRecord | str:
         return str(exc)
 
 
-def verify(directory: str | os.PathLike[str]) -> VerifyReport:
-    """Check every hash, link and snapshot; name the first line where the log stops being trustworthy."""
+def verify(
+    directory: str | os.PathLike[str], trust: TrustStore | None = None, tsa_roots: list | None = None
+) -> VerifyReport:
+    """Check every hash, link and snapshot, and with ``trust`` every signature and signed head, and with
+    ``tsa_roots`` every head's timestamp token; name the first line where the log stops being trustworthy."""
     directory = Path(directory)
     lines, torn = _split(log_path(directory).read_bytes())
     parsed = [_parse(raw) for raw in lines]
     referenced = {r.snapshot for r in parsed if isinstance(r, EvidenceRecord) and r.snapshot}
     warnings = _stray_snapshots(directory, referenced)
+    signers = tuple(dict.fromkeys(r.signer for r in parsed if isinstance(r, EvidenceRecord) and r.signer))
     bad = _first_bad(directory, parsed)
+    if bad is None and trust is not None:
+        bad = _first_unsigned(parsed, trust)
+    head = None
+    if bad is None and trust is not None:
+        head, bad = _heads(directory, parsed, trust)
+        if bad is None and head is None and parsed:
+            warnings += ("no signed head: records cut off the end cannot be ruled out",)
+    unstamped: tuple[int, ...] = ()
+    if bad is None and trust is not None and tsa_roots is not None:
+        heads = [h for h in read_heads(directory) if isinstance(h, SignedHead)]
+        missing, wrong = check_stamps(heads, read_stamps(directory), tsa_roots)
+        if wrong is not None:
+            bad = (0, Problem.BAD_TOKEN, wrong)
+        unstamped = tuple(missing)
     if bad is None:
         verified = sum(1 for r in parsed if isinstance(r, EvidenceRecord) and r.snapshot)
-        return VerifyReport(True, len(lines), torn_tail=torn, snapshots_verified=verified, warnings=warnings)
+        return VerifyReport(
+            True, len(lines), torn_tail=torn, snapshots_verified=verified, warnings=warnings, signers=signers,
+            signatures_checked=trust is not None, last_signed_head=head,
+            tokens_checked=tsa_roots is not None and trust is not None, heads_without_token=unstamped,
+        )  # fmt: skip
     line, problem, reason = bad
-    record = parsed[line - 1]
+    record = parsed[line - 1] if 0 < line <= len(parsed) else None
     return VerifyReport(
         ok=False,
         records=len(lines),
@@ -100,7 +148,69 @@ def verify(directory: str | os.PathLike[str]) -> VerifyReport:
         problem=problem,
         first_bad_seq=record.seq if isinstance(record, EvidenceRecord) else None,
         warnings=warnings,
+        signers=signers,
+        signatures_checked=trust is not None,
     )
+
+
+def _first_unsigned(parsed: list[EvidenceRecord | str], trust: TrustStore) -> tuple[int, Problem, str] | None:
+    for n, rec in enumerate(parsed, 1):
+        assert isinstance(rec, EvidenceRecord)  # _first_bad found every malformed line
+        if rec.signer is None or rec.signature is None:
+            return n, Problem.UNSIGNED, f"record {rec.seq} is not signed"
+        if rec.signer not in trust:
+            return n, Problem.UNTRUSTED, f"record {rec.seq} is signed by key {rec.signer}, which is not trusted"
+        if trust.verify(rec.signer, rec.sha256.encode("ascii"), rec.signature) is not None:
+            return n, Problem.BAD_SIGNATURE, f"record {rec.seq}: its signature does not match key {rec.signer}"
+    return None
+
+
+def read_heads(directory: str | os.PathLike[str]) -> list[SignedHead | str]:
+    """Each line of heads.jsonl: a head, or what is wrong with the line; [] when there is none."""
+    path = Path(directory) / HEADS_NAME
+    if not path.is_file():
+        return []
+    heads: list[SignedHead | str] = []
+    for number, raw in enumerate(path.read_bytes().splitlines(), 1):
+        try:
+            heads.append(SignedHead.from_json(json.loads(raw.decode("utf-8"))))
+        except (UnicodeDecodeError, ValueError) as exc:
+            heads.append(f"{HEADS_NAME} line {number}: {exc}")
+    return heads
+
+
+def _heads(
+    directory: Path, parsed: list[EvidenceRecord | str], trust: TrustStore
+) -> tuple[SignedHead | None, tuple[int, Problem, str] | None]:
+    """The newest signed head, checked; or the problem: a head that does not verify, or records cut off."""
+    records = [r for r in parsed if isinstance(r, EvidenceRecord)]
+    newest: SignedHead | None = None
+    for head in read_heads(directory):
+        if isinstance(head, str):
+            return None, (0, Problem.BAD_HEAD, head)
+        why = trust.verify(head.signer, head.signed_bytes(), head.signature)
+        if why is not None:
+            return None, (0, Problem.BAD_HEAD, f"the head signed at {head.time} (record {head.seq}): {why}")
+        if newest is None or head.seq >= newest.seq:
+            newest = head
+    if newest is None:
+        return None, None  # said as a warning: a log that never closed (a crash) may have none yet
+    if newest.seq > len(records):
+        last = f"ends at record {records[-1].seq}" if records else "holds no record"
+        first = len(records) + 1
+        gone = f"record {first} was" if first == newest.seq else f"records {first}–{newest.seq} were"
+        return None, (
+            first,
+            Problem.TRUNCATED,
+            f"the log {last}, but the head signed at {newest.time} is record {newest.seq}: {gone} cut off",
+        )
+    if records[newest.seq - 1].sha256 != newest.sha256:
+        return None, (
+            newest.seq,
+            Problem.TRUNCATED,
+            f"record {newest.seq} is not the one signed at {newest.time}: the log was rewritten from there",
+        )
+    return newest, None
 
 
 def _stray_snapshots(directory: Path, referenced: set[str]) -> tuple[str, ...]:

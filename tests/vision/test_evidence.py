@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from groundstation.cli import main
+from groundstation.commands.cli import main
 from vision.evidence import (
     LOG_NAME,
     SNAPSHOTS,
@@ -220,8 +220,13 @@ def test_pristine_log_verifies(pristine, capsys):
     report = verify(pristine)
     assert report.ok and not report.torn_tail and not report.warnings
     assert (report.records, report.snapshots_verified) == (RECORDS, RECORDS // 2)
-    assert main(["evidence", "verify", str(pristine)]) == 0
-    assert capsys.readouterr().out == f"{pristine}: {RECORDS} records, chain intact (snapshots: 10 verified)\n"
+    assert main(["evidence", "verify", "--unsigned", str(pristine)]) == 0
+    assert capsys.readouterr().out == (
+        f"{pristine}: {RECORDS} records, chain intact (snapshots: 10 verified; hashes and links only, "
+        "signatures not checked)\n"
+    )
+    assert main(["evidence", "verify", str(pristine)]) == 1  # by default every record must be signed
+    assert capsys.readouterr().out == f"{pristine}: record 1 (line 1): record 1 is not signed\n"
 
 
 @pytest.mark.parametrize(
@@ -233,7 +238,7 @@ def test_verify_names_first_bad_record(copy, capsys, tamper, line, seq, problem,
     assert not report.ok
     assert (report.first_bad, report.first_bad_seq, report.problem) == (line, seq, problem), report.reason
     assert words in report.reason
-    assert main(["evidence", "verify", str(copy)]) == 1
+    assert main(["evidence", "verify", "--unsigned", str(copy)]) == 1
     where = f"record {seq} (line {line})" if seq is not None else f"line {line}"
     assert capsys.readouterr().out == f"{copy}: {where}: {report.reason}\n"
 
@@ -243,7 +248,7 @@ def test_stray_snapshot_is_a_warning_not_a_failure(copy, capsys):
     report = verify(copy)
     assert report.ok and report.records == RECORDS
     assert report.warnings == (f"{SNAPSHOTS}/00000003-0123456789abcdef.jpg: not referenced by any record (injected?)",)
-    assert main(["evidence", "verify", str(copy)]) == 0
+    assert main(["evidence", "verify", "--unsigned", str(copy)]) == 0
     assert "not referenced by any record" in capsys.readouterr().err
 
 

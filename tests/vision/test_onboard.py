@@ -15,9 +15,12 @@ import time
 import pytest
 
 from missions.formats import load_site
-from sitl.scenarios import hover_over_zone
+from sitl.ports import free_port_block
+from sitl.synthetic.scenarios import hover_over_zone
+from sitl.tak import TakReceiver
 from sitl.testdata import SITES_DIR
 from vision.alerts import Alert
+from vision.cot.model import CotEncoding
 
 pytestmark = pytest.mark.slow
 
@@ -35,7 +38,7 @@ def run_onboard(args: list[str], timeout_s: float = 120.0) -> subprocess.Complet
 
 def test_onboard_sends_located_detections_and_alerts_without_torch_or_qt(tmp_path):
     site = load_site(SITE)
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as ground:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as ground, TakReceiver.tcp() as tak:
         ground.bind(("127.0.0.1", 0))
         ground.settimeout(0.2)
         port = ground.getsockname()[1]
@@ -43,7 +46,8 @@ def test_onboard_sends_located_detections_and_alerts_without_torch_or_qt(tmp_pat
             child = subprocess.Popen(
                 [sys.executable, "-c", ONBOARD,
                  "--mavlink", hover.onboard_url, "--source", str(hover.sdp_path), "--site", str(SITE),
-                 "--ground", f"127.0.0.1:{port}", "--evidence", str(tmp_path / "evidence"), "--max-frames", "120"],
+                 "--ground", f"127.0.0.1:{port}", "--evidence", str(tmp_path / "evidence"), "--max-frames", "120",
+                 "--cot", f"{tak.url}?format=protobuf"],
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             )  # fmt: skip
             messages = []
@@ -69,9 +73,77 @@ def test_onboard_sends_located_detections_and_alerts_without_torch_or_qt(tmp_pat
     far = [d for d in vessels if math.dist(site.frame.xy(d["lon_deg"], d["lat_deg"]), (cx, cy)) > 90.0]
     assert not far
     assert any(a.zone == "Eastern anchorage" and a.object_class.value == "vessel" for a in alerts)
+    # The same picture on a TAK server, in TAK protobuf: the drone where it hovers, its tracks, its alerts.
+    cot = tak.received
+    assert cot and all(r.encoding is CotEncoding.PROTOBUF for r in cot)
+    uids = {r.uid for r in cot}
+    [drone_event, *_] = [r.event for r in cot if r.uid == "borderwatch.algeciras-port.drone-1"]
+    point = drone_event.find("point")
+    assert math.dist(site.frame.xy(float(point.get("lon")), float(point.get("lat"))), (cx, cy)) < 2.0
+    assert any(".track-" in u for u in uids) and any(".alert." in u for u in uids)
+    assert any(u.endswith(".zone.Eastern-anchorage") for u in uids)
 
 
 def test_onboard_names_a_bad_source_and_exits_2(tmp_path):
     done = run_onboard(["--mavlink", "udpin:127.0.0.1:0", "--source", str(tmp_path / "nope.sdp")], 60.0)
     assert done.returncode == 2
     assert "nope.sdp" in done.stderr and "no such file" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("bus", "says"),
+    [
+        (["--broker", "mqtts://127.0.0.1:8883", "--unit", "unit-algeciras-1"], "--pki missing"),
+        (["--broker", "mqtt://127.0.0.1:1883", "--pki", "{pki}", "--unit", "unit-algeciras-1"], "TLS only"),
+        (["--broker", "mqtts://127.0.0.1", "--pki", "{pki}", "--unit", "algeciras-1"], "not a unit's identity"),
+        (["--broker", "mqtts://127.0.0.1", "--pki", "{pki}", "--unit", "unit-algeciras-1"], ".crt: missing"),
+    ],
+    ids=["no-pki", "plain-mqtt", "bad-identity", "no-certificate"],
+)  # fmt: skip
+def test_onboard_names_a_bad_bus_option_and_exits_2(tmp_path, bus, says):
+    (tmp_path / "pki" / "clients").mkdir(parents=True)
+    (tmp_path / "pki" / "ca.crt").write_text("not checked before the certificate is found\n")
+    args = [a.replace("{pki}", str(tmp_path / "pki")) for a in bus]
+    done = run_onboard(["--mavlink", "udpin:127.0.0.1:0", "--source", str(tmp_path / "cam.sdp"), *args], 60.0)
+    assert done.returncode == 2, done.stderr
+    assert says in done.stderr
+
+
+def test_onboard_with_ais_names_the_vessels_it_sees_and_never_the_dark_one(tmp_path):
+    """The companion computer reads the world's AIS over UDP: the crossing vessels it tracks are bound to their
+    own MMSIs in the detections it sends; the dark one, which sends nothing, never is."""
+    from sitl.synthetic.ais import AisScenario, Role, VesselAis, broadcast_world
+
+    site = load_site(SITE)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as ground:
+        ground.bind(("127.0.0.1", 0))
+        ground.settimeout(0.2)
+        ais_port = free_port_block(1)  # free now; the unit binds it
+        with hover_over_zone(site, "Eastern anchorage", tmp_path / "video") as hover:
+            scenario = AisScenario({0: VesselAis(Role.DARK)})
+            child = subprocess.Popen(
+                [sys.executable, "-c", ONBOARD,
+                 "--mavlink", hover.onboard_url, "--source", str(hover.sdp_path), "--site", str(SITE),
+                 "--ground", f"127.0.0.1:{ground.getsockname()[1]}", "--ais", f"udp://127.0.0.1:{ais_port}",
+                 "--max-frames", "400"],
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            )  # fmt: skip
+            time.sleep(3.0)  # the unit opens its AIS port before the transponders talk
+            url = f"udp://127.0.0.1:{ais_port}"
+            with broadcast_world(hover.cameras, scenario, url, tmp_path / "ais-truth.json", site.frame) as b:
+                truth = b.ground_truth()["vessels"]
+                messages = []
+                deadline = time.monotonic() + 120.0
+                while child.poll() is None and time.monotonic() < deadline:
+                    try:
+                        messages.append(json.loads(ground.recv(65536)))
+                    except TimeoutError:
+                        continue
+            if child.poll() is None:
+                child.kill()
+            _out, err = child.communicate(timeout=10)
+    assert child.returncode == 0, err
+    named = {d["mmsi"] for m in messages if m.get("type") == "detections" for d in m["items"] if d.get("mmsi")}
+    roles = {v["mmsi"]: v["role"] for v in truth}
+    assert named, "no tracked vessel was bound to its AIS"
+    assert {roles[m] for m in named} == {"normal"}

@@ -93,7 +93,7 @@ class GroundLink:
         self.mav.mission_count_send(target, 1, len(items), mission_type)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            msg = self.recv(("MISSION_REQUEST_INT", "MISSION_ACK"), deadline - time.monotonic())
+            msg = self.recv(("MISSION_REQUEST_INT", "MISSION_REQUEST", "MISSION_ACK"), deadline - time.monotonic())
             if msg is None:
                 return None
             if msg.get_type() == "MISSION_ACK":

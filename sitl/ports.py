@@ -10,7 +10,7 @@ from collections.abc import Iterable
 PORT_RANGE = (20000, 60000)
 
 
-def udp_ports_free(ports: Iterable[int], host: str = "0.0.0.0") -> list[int]:
+def udp_ports_busy(ports: Iterable[int], host: str = "0.0.0.0") -> list[int]:
     """Those of `ports` that something else already holds on `host` (empty when all are free)."""
     busy = []
     for port in ports:

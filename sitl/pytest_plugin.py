@@ -7,15 +7,18 @@ hearing each other's vehicles; MAVSDK connects with `vehicle.connect_url`.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import subprocess
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pytest
 
 from sitl.ports import free_port_block
-from sitl.sim import ALGECIRAS_PAD_DEG, SimFleet, SimVehicle, VehicleConfig, spaced_homes
+from sitl.px4_sitl.launcher import Px4Fleet
+from sitl.relay import UdpRelay
+from sitl.vehicles.fleet import ALGECIRAS_PAD_DEG, SimFleet, SimVehicle, VehicleConfig, spaced_homes
 
 DEFAULT_SPEED_FACTOR = 10.0
 
@@ -62,25 +65,146 @@ def sim_vehicle(sim_fleet: FleetFactory) -> SimVehicle:
     return sim_fleet(1).vehicles[0]
 
 
-@dataclass(frozen=True)
-class Px4Vehicle:
-    """A real PX4 SITL instance as tests see it: where MAVSDK connects and where it took off."""
+PX4_SPEED_BUDGET = 4.0  # PX4 SIH costs about a fifth of a core per instance at real time: 4x in all fits two cores
 
-    connect_url: str
-    home: tuple[float, float]
+
+def _px4_build():
+    """(build, None), (None, why no build), or raises UserError for a $PX4_DIR that is no build."""
+    from sitl.px4_sitl.launcher import NO_BUILD_REASON, find_build_dir
+
+    build = find_build_dir()
+    return (build, None) if build is not None else (None, NO_BUILD_REASON)
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """Without a PX4 build, the `px4` tests are left out, and the summary says so once, with why."""
+    from missions.errors import UserError
+
+    try:
+        build, why = _px4_build()
+    except UserError:
+        return  # PX4_DIR names no build: the px4 tests run and fail, saying so
+    if build is not None:
+        return
+    px4 = [item for item in items if item.get_closest_marker("px4") is not None]
+    if px4:
+        items[:] = [item for item in items if item.get_closest_marker("px4") is None]
+        config.hook.pytest_deselected(items=px4)
+        config.stash[_PX4_LEFT_OUT] = f"{len(px4)} PX4 SITL tests skipped: {why}"
+
+
+_PX4_LEFT_OUT = pytest.StashKey[str]()
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
+    said = config.stash.get(_PX4_LEFT_OUT, None)
+    if said:
+        terminalreporter.write_line(said, yellow=True)
 
 
 @pytest.fixture
-def px4_vehicle() -> Iterator[Px4Vehicle]:
-    """One real PX4 SITL (SIH) instance at the Algeciras pad on UDP 14540; skipped, saying why, without a build."""
-    from sitl.px4 import NO_BUILD_REASON, Px4Fleet, find_build_dir, px4_instances
+def px4_fleet() -> Iterator[Callable[..., Px4Fleet]]:
+    """`px4_fleet(n, speed_factor=4)`: n real PX4 SITL (SIH) instances at the Algeciras pad, ready,
+    on free instance numbers; stopped after the test. Fails, saying why, with a broken PX4_DIR."""
+    from missions.errors import UserError
+    from sitl.px4_sitl.launcher import Px4Fleet, claimed_instances
 
-    build = find_build_dir()
+    try:
+        build, why = _px4_build()
+    except UserError as exc:
+        pytest.fail(str(exc))
     if build is None:
-        pytest.skip(NO_BUILD_REASON)
-    home = algeciras_home()
-    with Px4Fleet(px4_instances(build, 1, [home])):
-        yield Px4Vehicle("udpin://0.0.0.0:14540", home)
+        pytest.skip(why)
+    stack = contextlib.ExitStack()
+
+    def make(n: int = 1, speed_factor: float = PX4_SPEED_BUDGET) -> Px4Fleet:
+        first = stack.enter_context(claimed_instances(n))
+        fleet = Px4Fleet(build, spaced_homes(algeciras_home(), n), first_instance=first, speed_factor=speed_factor)
+        stack.callback(fleet.stop)
+        fleet.start()
+        return fleet
+
+    with stack:
+        yield make
+
+
+# MAV_CMD_INJECT_FAILURE's units and types (MAVLink FAILURE_UNIT, FAILURE_TYPE).
+FAILURE_UNIT_GPS, FAILURE_UNIT_BATTERY = 4, 100
+FAILURE_OK, FAILURE_OFF = 0, 1
+
+
+@dataclass
+class Drones:
+    """Vehicles under test, the same to a test whichever flies them: the built-in simulator or PX4 SIH.
+
+    `urls[i]` is where MAVSDK connects to vehicle i; with `relay=True` that is through a
+    :class:`UdpRelay` (`relays[i]`), where a test drops or holds packets. `speed_factor` is
+    how much faster than real time the vehicles live.
+    """
+
+    kind: str
+    homes: list[tuple[float, float]]
+    urls: list[str]
+    speed_factor: float
+    relays: list[UdpRelay] = field(default_factory=list)
+    sim: SimFleet | None = None
+    px4: Px4Fleet | None = None
+
+    def __len__(self) -> int:
+        return len(self.homes)
+
+    def lose_gps(self, index: int) -> None:
+        """The GPS receiver goes silent: PX4's GPS simulator stops (PX4's SIH takes no GPS failure injection),
+        the simulator's through its fault hook."""
+        if self.px4 is not None:
+            self.px4.stop_module(index, "sensor_gps_sim")
+        else:
+            self.sim.vehicles[index].inject_failure(FAILURE_UNIT_GPS, FAILURE_OFF)
+
+    def fail_battery(self, index: int) -> None:
+        """The battery reads empty: PX4 through MAV_CMD_INJECT_FAILURE on its payload link (which it must
+        accept), the simulator through its fault hook."""
+        if self.px4 is not None:
+            result = self.px4.inject_failure(index, FAILURE_UNIT_BATTERY, FAILURE_OFF)
+            assert result == 0, f"PX4 answered MAV_CMD_INJECT_FAILURE with MAV_RESULT {result}"
+        else:
+            self.sim.vehicles[index].inject_failure(FAILURE_UNIT_BATTERY, FAILURE_OFF)
+
+
+DronesFactory = Callable[..., Drones]
+
+
+@pytest.fixture(params=["sim", pytest.param("px4", marks=pytest.mark.px4)])
+def drones(request, sim_fleet, px4_fleet) -> DronesFactory:
+    """`drones(n, speed_factor=10, relay=False)`: n vehicles at the Algeciras pad, built-in or PX4 SIH.
+
+    Tests that use it run twice, `[sim]` and `[px4]`, with the same body. PX4 runs at most
+    PX4_SPEED_BUDGET/n times real time (it has to share two cores), the simulator at `speed_factor`.
+    """
+    stack = contextlib.ExitStack()
+    request.addfinalizer(stack.close)
+
+    def make(n: int = 1, speed_factor: float = DEFAULT_SPEED_FACTOR, relay: bool = False) -> Drones:
+        if request.param == "px4":
+            px4_speed = max(1.0, min(speed_factor, PX4_SPEED_BUDGET / n))
+            px4 = px4_fleet(n, speed_factor=px4_speed)
+            d = Drones("px4", px4.homes, px4.connect_urls, px4_speed, px4=px4)
+            vehicle_ports = [inst.port for inst in px4.instances]
+        else:
+            sim = sim_fleet(n, speed_factor=speed_factor)
+            d = Drones(
+                "sim", [v.home for v in sim.vehicles], [v.connect_url for v in sim.vehicles], speed_factor, sim=sim
+            )
+            vehicle_ports = [v.port for v in sim.vehicles]
+        if relay:
+            for port in vehicle_ports:
+                r = UdpRelay(port, free_port_block(1), seed=port)
+                stack.callback(r.close)
+                d.relays.append(r.start())
+            d.urls = [r.connect_url for r in d.relays]
+        return d
+
+    return make
 
 
 @pytest.fixture

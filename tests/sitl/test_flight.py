@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from sitl.ground import GroundLink
-from sitl.model import LandedState, VehicleConfig
+from sitl.vehicles.model import LandedState, VehicleConfig
 
 LAT, LON = 361280000, -54380000
 NAN = float("nan")  # "unset", as MAVSDK sends it
@@ -23,14 +23,15 @@ def wait_for(predicate, timeout_s: float, vehicle) -> None:
 
 
 def start_mission(g: GroundLink, items, fence=None) -> None:
+    """Upload, then MAV_CMD_MISSION_START, which arms and starts, as PX4 does."""
     if fence:
         assert g.upload(1, fence, 1).type == 0
     assert g.upload(1, items).type == 0
     deadline = time.monotonic() + 3.0
-    while (ack := g.command(1, 300)).result == 1 and time.monotonic() < deadline:
-        time.sleep(0.1)  # PX4 checks a fresh mission before it lets it start
+    while (ack := g.command(1, 300)).result == 2 and time.monotonic() < deadline:
+        time.sleep(0.1)  # PX4 checks a fresh mission before it lets it start: "No valid mission" until then
     assert ack.result == 0
-    assert g.command(1, 400, 1).result == 0
+    assert g.command(1, 400, 1).result == 0  # armed already: accepted
 
 
 def test_mission_with_jump_runs_to_landing_and_disarms(sim_fleet):
@@ -40,16 +41,23 @@ def test_mission_with_jump_runs_to_landing_and_disarms(sim_fleet):
         (6, 16, 2, 0, 0, 0, LAT + 5000, LON, 15),  # ~55 m north, hold 2 s
         (2, 178, 1, 12, -1, 0, 0, 0, 0),
         (6, 16, 0, 0, 0, 0, LAT + 5000, LON + 5000, 15),
-        (2, 177, 2, 1, 0, 0, 0, 0, 0),  # back to item 2 (seq 1), once
+        (2, 177, 1, 1, 0, 0, 0, 0, 0),  # back to seq 1, once
         (2, 20, 0, 0, 0, 0, 0, 0, 0),
     ]
     with GroundLink(vehicle.port) as g:
         assert g.wait_peer()
         start_mission(g, items)
-        wait_for(lambda s: s.mission_finished and not s.armed, 40.0, vehicle)
-        reached = g.collect(0.2)
+        reached = []
+        deadline = time.monotonic() + 40.0
+        while not (vehicle.state().mission_finished and not vehicle.state().armed) and time.monotonic() < deadline:
+            reached += g.collect(0.2)
+        reached += g.collect(0.2)
     state = vehicle.state()
-    assert state.reached == (0, 1, 2, 3, 4, 1, 2, 3, 4, 5)
+    assert state.reached == (0, 1, 2, 3, 1, 2, 3, 5)  # the jump itself is never "reached"
+    # As PX4: one MISSION_ITEM_REACHED per step, naming the last item done (a speed change goes with
+    # the waypoint before it).
+    said = [m.seq for m in reached if m.get_type() == "MISSION_ITEM_REACHED"]
+    assert said == [0, 2, 3, 2, 5], said
     assert state.landed_state == LandedState.ON_GROUND
     assert abs(state.lat_deg - 36.128) < 2e-5 and abs(state.lon_deg + 5.438) < 2e-5
     assert any(m.get_type() == "MISSION_CURRENT" and m.mission_state == 5 for m in reached)
@@ -71,31 +79,32 @@ def test_fence_breach_holds_by_default(sim_fleet):
     assert vehicle.state().mode == "AUTO.LOITER"
 
 
-def test_battery_failure_returns_home(sim_fleet):
+def test_battery_failure_lands_where_it_is_as_px4_does(sim_fleet):
     vehicle = sim_fleet(1, speed_factor=20).vehicles[0]
     with GroundLink(vehicle.port) as g:
         assert g.wait_peer()
         assert g.command(1, 400, 1).result == 0
         assert g.command(1, 22, *[NAN] * 7).result == 0
         wait_for(lambda s: s.rel_alt_m > 1.5, 10.0, vehicle)
-        vehicle.battery_failure()
-        wait_for(lambda s: s.mode == "AUTO.RTL", 5.0, vehicle)
-        assert vehicle.state().battery_pct < 10.0
+        assert g.command(1, 420, 100, 1).result == 0  # MAV_CMD_INJECT_FAILURE: battery off
+        wait_for(lambda s: s.mode == "AUTO.LAND" and s.battery_pct < 5.0, 5.0, vehicle)
+        texts = [m.text for m in g.collect(0.5) if m.get_type() == "STATUSTEXT"]
+        assert "Low battery" in texts and "Failsafe activated" in texts
         wait_for(lambda s: not s.armed, 30.0, vehicle)
         # Down and disarmed, it has a fresh battery for the next sortie (PX4's battery simulator does the same).
         assert vehicle.state().battery_pct == 100.0
         assert g.command(1, 400, 1).result == 0
 
 
-def test_gps_loss_holds_then_lands(sim_fleet):
-    vehicle = sim_fleet(1, speed_factor=20, config=VehicleConfig(gps_loss_hold_s=3.0)).vehicles[0]
+def test_gps_loss_lands_once_the_position_is_given_up(sim_fleet):
+    vehicle = sim_fleet(1, speed_factor=20, config=VehicleConfig(gps_loss_s=3.0)).vehicles[0]
     with GroundLink(vehicle.port) as g:
         assert g.wait_peer()
         assert g.command(1, 400, 1).result == 0
         assert g.command(1, 22, *[NAN] * 7).result == 0
         wait_for(lambda s: s.rel_alt_m > 1.5, 10.0, vehicle)
-        vehicle.gps_loss()
-        wait_for(lambda s: not s.gps_ok and s.mode == "AUTO.LOITER", 5.0, vehicle)
+        vehicle.inject_failure(4, 1)
+        wait_for(lambda s: not s.gps_ok, 2.0, vehicle)
         gps = g.recv("GPS_RAW_INT", 3.0, where=lambda m: m.fix_type == 0)
         assert gps is not None
         wait_for(lambda s: s.mode == "AUTO.LAND", 5.0, vehicle)
@@ -114,7 +123,7 @@ def test_link_loss_does_not_stop_a_running_mission(sim_fleet):
 
 
 def test_battery_lasts_about_25_minutes_at_cruise():
-    from sitl.physics import Body
+    from sitl.vehicles.physics import Body
 
     body = Body(VehicleConfig())
     body.z_m = 50.0

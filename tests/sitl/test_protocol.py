@@ -91,43 +91,56 @@ def test_upload_download_and_clear_each_mission_type(sim_vehicle, ground, missio
     assert ground.download(1, mission_type) == []
 
 
-def test_fence_without_home_inside_is_rejected(sim_vehicle, ground):
+def test_a_fence_without_home_inside_is_kept_but_said_to_be_invalid(sim_vehicle, ground):
     far = [(6, 5001, 3, 0, 0, 0, LAT + 100000 + dy, LON + dx, 0) for dy, dx in ((0, 0), (10000, 0), (0, 10000))]
     ack = ground.upload(1, far, MissionType.FENCE)
-    assert ack.type != 0
-    assert sim_vehicle.uploaded(MissionType.FENCE) == []
+    assert ack.type == 0  # PX4 takes it, and says it will not use it
+    text = ground.recv("STATUSTEXT", 2.0, where=lambda m: "Geofence" in m.text)
+    assert text is not None and text.text == "Geofence invalid, doesn't contain Home position"
+    assert len(sim_vehicle.uploaded(MissionType.FENCE)) == 3
 
 
 def test_upload_survives_a_lost_request(sim_vehicle, ground):
-    """The vehicle re-requests an item the ground station never answered."""
+    """The vehicle re-requests an item the ground station never answered (with MISSION_REQUEST, as PX4
+    asks a ground station that has not yet shown it speaks the _INT messages)."""
     ground.mav.mission_count_send(1, 1, 2, 0)
-    first = ground.recv("MISSION_REQUEST_INT", 2.0)
-    again = ground.recv("MISSION_REQUEST_INT", 2.0)
+    first = ground.recv(("MISSION_REQUEST_INT", "MISSION_REQUEST"), 2.0)
+    again = ground.recv(("MISSION_REQUEST_INT", "MISSION_REQUEST"), 2.0)
     assert first.seq == again.seq == 0
 
 
-def test_commands_are_acked_accepted_denied_and_temporarily_rejected(sim_vehicle, ground):
-    assert ground.command(1, 22).result == 2, "takeoff while disarmed is denied"
+def test_a_ground_station_that_only_speaks_int_is_asked_again_with_int(sim_vehicle, ground):
+    """MAVSDK answers MISSION_REQUEST with MISSION_ACK(UNSUPPORTED); PX4 then asks with MISSION_REQUEST_INT."""
+    ground.mav.mission_count_send(1, 1, 1, 0)
+    assert ground.recv("MISSION_REQUEST", 2.0).seq == 0
+    ground.mav.mission_ack_send(1, 1, 3, 0)
+    assert ground.recv("MISSION_REQUEST_INT", 2.0).seq == 0
+
+
+def test_commands_are_acked_as_px4_acks_them(sim_vehicle, ground):
+    assert ground.command(1, 22).result == 0, "take-off mode while disarmed: taken, nothing moves"
+    assert ground.command(1, 176, 1, 4, 3).result == 0
     assert ground.command(1, 300).result == 2, "no mission to start"
-    assert ground.command(1, 176, 1, 4, 4).result == 2
     assert ground.upload(1, WAYPOINTS).type == 0
-    assert ground.command(1, 300).result == 1, "mission still being checked"
-    time.sleep(0.6)
+    assert ground.command(1, 300).result == 2, "mission still being checked: no valid mission yet"
+    time.sleep(0.4)
     assert ground.command(1, 176, 1, 4, 4).result == 0
     assert ground.command(1, 178, 1, 7).result == 0
     assert ground.command(1, 31999).result == 3
     assert ground.command(1, 400, 1).result == 0
     assert ground.recv("HEARTBEAT", 2.0, where=lambda m: m.base_mode & 128).base_mode == 157
+    assert ground.recv("GLOBAL_POSITION_INT", 5.0, where=lambda m: m.relative_alt > 2000) is not None
+    assert ground.command(1, 400, 0).result == 1, "disarming in the air is temporarily rejected"
 
 
 def test_mission_outside_fence_is_denied_with_statustext(sim_vehicle, ground):
     assert ground.upload(1, FENCE_SQUARE, MissionType.FENCE).type == 0
     outside = [*WAYPOINTS[:3], (6, 16, 0, 0, 0, 0, LAT + 90000, LON, 10)]
     assert ground.upload(1, outside).type == 0
-    time.sleep(0.6)
-    assert ground.command(1, 300).result == 2
-    text = ground.recv("STATUSTEXT", 2.0, where=lambda m: "Geofence" in m.text)
+    text = ground.recv("STATUSTEXT", 2.0, where=lambda m: "Geofence" in m.text)  # said once checked
     assert text.text == "Geofence violation for waypoint 4"
+    assert ground.command(1, 300).result == 2
+    assert ground.recv("STATUSTEXT", 2.0).text == "Mission start denied! No valid mission"
 
 
 def test_packet_loss_drops_about_the_share_asked(sim_vehicle, ground):

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from sitl.ports import free_port_block
-from sitl.video import H264RtpStreamer, video_port
+from sitl.synthetic.video import H264RtpStreamer, video_port
 from vision.sources import open_source
 
 WIDTH, HEIGHT, BITS = 320, 240, 8

@@ -20,13 +20,13 @@ import numpy as np
 import shapely
 
 from missions.site import Site
-from sitl.cameras import SimCameras
 from sitl.ground import GroundLink
-from sitl.model import VehicleConfig
 from sitl.ports import free_port_block
-from sitl.render import CameraRenderer
-from sitl.sim import SimFleet
-from sitl.world import VESSEL_KINDS, World, WorldObject
+from sitl.synthetic.cameras import SimCameras
+from sitl.synthetic.render import CameraRenderer
+from sitl.synthetic.world import VESSEL_KINDS, World, WorldObject
+from sitl.vehicles.fleet import SimFleet
+from sitl.vehicles.model import VehicleConfig
 from vision.camera import CameraPose
 
 _HULLS = ((235, 235, 235), (40, 40, 190), (20, 120, 230))

@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 import shapely
 
-from sitl.world import World, WorldObject, outline, place
+from sitl.synthetic.world import World, WorldObject, outline, place
 from vision.camera import CameraPose, Intrinsics, project, rotation_world_from_camera
 from vision.detections import ObjectClass
 

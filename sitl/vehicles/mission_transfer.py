@@ -2,8 +2,10 @@
 
 Upload: MISSION_COUNT → MISSION_REQUEST_INT(seq) → MISSION_ITEM_INT … → MISSION_ACK.
 The vehicle drives an upload, so it re-requests an item that does not come within
-`RETRY_S` wall seconds and gives up after `MAX_RETRIES`. A download is driven by the
-ground station, which retries on its own; the vehicle only answers.
+`RETRY_S` wall seconds and, as PX4 does, gives up `TIMEOUT_S` after it last heard the
+ground station with the text "Operation timeout" and no MISSION_ACK (an ACK would end the
+ground station's next transfer). A download is driven by the ground station, which retries
+on its own; the vehicle only answers.
 """
 
 from __future__ import annotations
@@ -11,13 +13,15 @@ from __future__ import annotations
 import time
 
 from missions.plan import RawItem
-from sitl.autopilot import Autopilot
-from sitl.link import Link
+from sitl.vehicles.autopilot import Autopilot
+from sitl.vehicles.link import Link
 
-RETRY_S = 0.4
-MAX_RETRIES = 5
-MISSION_ACCEPTED, MISSION_ERROR, MISSION_INVALID_SEQUENCE, MISSION_CANCELLED = 0, 1, 13, 15
-ERROR = 3  # MAV_SEVERITY_ERROR
+RETRY_S = 0.25  # PX4's MAVLINK_MISSION_RETRY_TIMEOUT_DEFAULT
+TIMEOUT_S = 5.0  # PX4's MAVLINK_MISSION_PROTOCOL_TIMEOUT_DEFAULT
+MISSION_ACCEPTED, MISSION_ERROR, MISSION_UNSUPPORTED, MISSION_INVALID_SEQUENCE = 0, 1, 3, 13
+CRITICAL, ERROR = 2, 3  # MAV_SEVERITY
+FENCE = 1
+_INT_FRAME = {0: 5, 3: 6, 10: 11}  # GLOBAL, GLOBAL_RELATIVE_ALT, GLOBAL_TERRAIN_ALT
 
 
 def _raw(msg, scaled: bool) -> RawItem:
@@ -48,8 +52,10 @@ class MissionTransfer:
         self._items: list[RawItem] = []
         self._partner = (0, 0)
         self._last_request_s = 0.0
-        self._retries = 0
+        self._last_heard_s = 0.0
         self._finished: dict[int, tuple[int, int]] = {}  # type -> (count, result) of the last upload
+        # PX4 asks with MISSION_REQUEST until the ground station shows it speaks the _INT messages.
+        self._int_mode = False
 
     def stored(self, mission_type: int) -> list[RawItem]:
         ap = self._ap
@@ -66,7 +72,7 @@ class MissionTransfer:
             "MISSION_REQUEST": self._on_request,
             "MISSION_CLEAR_ALL": self._on_clear,
             "MISSION_SET_CURRENT": self._on_set_current,
-            "MISSION_ACK": lambda m: None,
+            "MISSION_ACK": self._on_ack,
         }.get(kind)
         if handler is None:
             return False
@@ -74,13 +80,13 @@ class MissionTransfer:
         return True
 
     def poll(self) -> None:
-        if self._type is None or time.monotonic() - self._last_request_s < RETRY_S:
+        now = time.monotonic()
+        if self._type is None or now - self._last_request_s < RETRY_S:
             return
-        if self._retries >= MAX_RETRIES:
-            self._ack(self._type, MISSION_CANCELLED)
+        if now - self._last_heard_s > TIMEOUT_S:
+            self._link.mav.statustext_send(CRITICAL, b"Operation timeout")
             self._type = None
             return
-        self._retries += 1
         self._request(len(self._items))
 
     # ------------------------------------------------------------ upload
@@ -91,30 +97,40 @@ class MissionTransfer:
             self._type = None
             self._complete(msg.mission_type, [])
             return
-        self._type, self._count, self._items, self._retries = msg.mission_type, msg.count, [], 0
+        self._type, self._count, self._items = msg.mission_type, msg.count, []
+        self._last_heard_s = time.monotonic()
         self._request(0)
 
     def _request(self, seq: int) -> None:
         self._last_request_s = time.monotonic()
-        self._link.mav.mission_request_int_send(*self._partner, seq, self._type)
+        send = self._link.mav.mission_request_int_send if self._int_mode else self._link.mav.mission_request_send
+        send(*self._partner, seq, self._type)
 
     def _on_item(self, msg, scaled: bool) -> None:
+        self._int_mode = self._int_mode or scaled
         if self._type is None or msg.mission_type != self._type:
             done = self._finished.get(msg.mission_type)
             if done and msg.seq == done[0] - 1:  # our ACK was lost and the last item came again
                 self._ack(msg.mission_type, done[1])
             return
+        self._last_heard_s = time.monotonic()
         expected = len(self._items)
         if msg.seq != expected:
             self._request(expected)
             return
         self._items.append(_raw(msg, scaled))
-        self._retries = 0
         if len(self._items) < self._count:
             self._request(len(self._items))
             return
         mission_type, self._type = self._type, None
         self._complete(mission_type, self._items)
+
+    def _on_ack(self, msg) -> None:
+        """A ground station that answers MISSION_REQUEST with MISSION_ACK(UNSUPPORTED) (MAVSDK does) wants
+        the _INT messages: as PX4 does, ask again for the same item that way."""
+        if msg.type == MISSION_UNSUPPORTED and self._type is not None and msg.mission_type == self._type:
+            self._int_mode = True
+            self._request(len(self._items))
 
     def _complete(self, mission_type: int, items: list[RawItem]) -> None:
         problem = self._ap.accept_upload(mission_type, items, time.monotonic())
@@ -134,14 +150,18 @@ class MissionTransfer:
 
     def _on_request(self, msg) -> None:
         self._partner = (msg.get_srcSystem(), msg.get_srcComponent())
+        self._int_mode = self._int_mode or msg.get_type() == "MISSION_REQUEST_INT"
         items = self.stored(msg.mission_type)
         if not 0 <= msg.seq < len(items):
             self._ack(msg.mission_type, MISSION_INVALID_SEQUENCE)
             return
         i = items[msg.seq]
         current = 1 if msg.mission_type == 0 and msg.seq == self._ap.mission_seq else 0
+        # PX4 hands positions back in the _INT twin of their frame, and fence vertices with autocontinue 0.
+        frame = _INT_FRAME.get(i.frame, i.frame)
+        autocontinue = 0 if msg.mission_type == FENCE else i.autocontinue
         self._link.mav.mission_item_int_send(
-            *self._partner, i.seq, i.frame, i.command, current, i.autocontinue,
+            *self._partner, i.seq, frame, i.command, current, autocontinue,
             i.param1, i.param2, i.param3, i.param4, i.x, i.y, i.z, i.mission_type,
         )  # fmt: skip
 
@@ -151,6 +171,4 @@ class MissionTransfer:
         self._ack(msg.mission_type, MISSION_ACCEPTED)
 
     def _on_set_current(self, msg) -> None:
-        if 0 <= msg.seq < len(self._ap.mission):
-            self._ap.mission_seq = msg.seq
-            self._ap.mission_finished = False
+        self._ap.nav.set_current(msg.seq)

@@ -31,13 +31,12 @@ class VehicleConfig:
     fence_action: str = "hold"  # "hold" or "return", PX4's GF_ACTION
     low_battery_pct: float = 15.0  # returns home below this (BAT_LOW_THR)
     emergency_battery_pct: float = 5.0  # lands where it is below this (BAT_EMERGEN_THR)
-    critical_battery_pct: float = 7.0  # where battery_failure() drops the charge (BAT_CRIT_THR)
     takeoff_alt_m: float = 2.5  # MIS_TAKEOFF_ALT
     rtl_alt_m: float = 30.0  # RTL_RETURN_ALT
     home_alt_amsl_m: float = 10.0
     auto_disarm_s: float = 10.0  # disarms this long after arming without taking off (COM_DISARM_PRFLT)
-    gps_loss_hold_s: float = 5.0  # holds this long after losing GPS, then lands
-    mission_check_s: float = 0.5  # wall seconds after an upload during which a start is temporarily rejected
+    gps_loss_s: float = 5.0  # how long after the GPS goes silent PX4's estimator gives the position up and lands
+    mission_check_s: float = 0.2  # wall seconds after an upload before the mission is checked (and startable)
     physics_hz: float = 50.0
     gimbal_pitch_deg: float = -90.0  # the camera gimbal's pitch from the horizon at start: straight down
 

@@ -10,18 +10,20 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections import deque
 from dataclasses import replace
 
 from missions.plan import RawItem
-from sitl.autopilot import ACCEPTED, DENIED, UNSUPPORTED, Autopilot, _finite, _int
-from sitl.link import Link
-from sitl.mission_transfer import MissionTransfer
-from sitl.model import Gimbal, SimState, VehicleConfig
-from sitl.params import decode, encode, px4_params
-from sitl.telemetry import (
+from sitl.vehicles.autopilot import ACCEPTED, DENIED, INJECT_FAILURE, Autopilot, _finite, _int
+from sitl.vehicles.link import Link
+from sitl.vehicles.mission_transfer import MissionTransfer
+from sitl.vehicles.model import Gimbal, SimState, VehicleConfig
+from sitl.vehicles.params import decode, encode, px4_params
+from sitl.vehicles.telemetry import (
     AUTOPILOT_VERSION,
     GIMBAL_DEVICE_ATTITUDE_STATUS,
     HOME_POSITION,
+    MISSION_CURRENT,
     YAW_IN_EARTH_FRAME,
     YAW_LOCK,
     Telemetry,
@@ -43,9 +45,11 @@ class SimVehicle:
         host: str,
         config: VehicleConfig,
         onboard_port: int = 0,
+        shared_port: bool = False,
     ):
         self.system_id = system_id
         self.port = port
+        self.shared_port = shared_port  # other vehicles send to `port` too
         self.host = host
         self.onboard_port = onboard_port  # asked for; 0 or taken: any free one, see onboard_url
         self.config = config
@@ -54,17 +58,17 @@ class SimVehicle:
         self._link: Link | None = None
         self._transfer: MissionTransfer | None = None
         self._telemetry: Telemetry | None = None
-        self._params = px4_params(config.takeoff_alt_m, config.cruise_speed_m_s, config.rtl_alt_m, config.fence_action)
+        self._params = px4_params(config)
         self._pending_loss: float | None = None
         self._pending_outage_s: float | None = None
-        self._gps_loss = False
-        self._battery_failure = False
+        self._failures: deque[tuple[int, int]] = deque()  # (unit, type) waiting for the fleet's thread
         self._state = self._snapshot()
 
     @property
     def connect_url(self) -> str:
         """What MAVSDK connects with to hear this vehicle."""
-        return f"udpin://{self.host}:{self.port}"
+        url = f"udpin://{self.host}:{self.port}"
+        return f"{url}?system={self.system_id}" if self.shared_port else url
 
     @property
     def onboard_url(self) -> str:
@@ -94,11 +98,14 @@ class SimVehicle:
         if self._link is not None:
             self._link.outage_until_s = deadline
 
-    def gps_loss(self) -> None:
-        self._gps_loss = True
+    def inject_failure(self, unit: int, failure_type: int) -> None:
+        """A fault, as MAV_CMD_INJECT_FAILURE would inject it (FAILURE_UNIT, FAILURE_TYPE): the GPS
+        receiver (unit 4) or the battery (unit 100) off (type 1) or back (type 0)."""
+        self._failures.append((unit, failure_type))
 
-    def battery_failure(self) -> None:
-        self._battery_failure = True
+    @property
+    def armed(self) -> bool:
+        return self._autopilot.armed
 
     def state(self) -> SimState:
         return self._state
@@ -132,17 +139,15 @@ class SimVehicle:
 
     def step(self, dt_s: float, steps: int) -> None:
         ap = self._autopilot
-        if self._gps_loss:
-            self._gps_loss = False
-            ap.lose_gps()
-        if self._battery_failure:
-            self._battery_failure = False
-            ap.fail_battery()
+        while self._failures:
+            unit, failure_type = self._failures.popleft()
+            ap.command(INJECT_FAILURE, (unit, failure_type, 0, 0, 0, 0, 0), time.monotonic())
         for _ in range(steps):
             ap.step(dt_s)
 
     def service(self) -> None:
         """Handle what arrived, send what is due, publish a snapshot."""
+        self._autopilot.tick(time.monotonic())
         for msg in self._link.receive():
             try:
                 self._handle(msg)
@@ -225,7 +230,9 @@ class SimVehicle:
             msg_id = {REQUEST_AUTOPILOT_CAPABILITIES: AUTOPILOT_VERSION, GET_HOME_POSITION: HOME_POSITION}.get(
                 cmd, _int(params[0])
             )
-            result = ACCEPTED if hasattr(self._telemetry, f"_send_{msg_id}") else UNSUPPORTED
+            # PX4 sends its streams on request, but not MISSION_CURRENT, which its mission manager owns.
+            on_request = hasattr(self._telemetry, f"_send_{msg_id}") and msg_id != MISSION_CURRENT
+            result = ACCEPTED if on_request else DENIED
             follow_up = msg_id if result == ACCEPTED else None
         elif cmd == SET_MESSAGE_INTERVAL:
             result = ACCEPTED if self._telemetry.set_interval(_int(params[0]), params[1]) else DENIED
@@ -284,6 +291,8 @@ class SimVehicle:
             ap.takeoff_alt_m = value
         elif name == "MPC_XY_CRUISE":
             ap.speed_m_s = min(value, self.config.max_speed_m_s)
+        elif name == "RTL_RETURN_ALT":
+            ap.rtl_alt_m = value
         elif name == "GF_ACTION":
             ap.fence_action = "return" if int(value) == 3 else "hold"
         self._send_param(list(self._params).index(name))

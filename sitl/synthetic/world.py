@@ -23,8 +23,7 @@ import shapely
 from shapely.geometry.base import BaseGeometry
 from shapely.ops import nearest_points
 
-from missions.planners.cycles import water_side
-from missions.site import Role, Site
+from missions.site import Role, Site, water_side
 from vision.detections import ObjectClass
 
 # Zone names that say "this is ground, not water".

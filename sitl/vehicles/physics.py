@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from sitl.model import VehicleConfig
+from sitl.vehicles.model import VehicleConfig
 
 EARTH_RADIUS_M = 6_371_000.0
 

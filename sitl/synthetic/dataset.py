@@ -25,8 +25,8 @@ import numpy as np
 import shapely
 
 from missions.site import Site
-from sitl.render import CameraRenderer, SeenObject
-from sitl.world import PERSON_KIND, VEHICLE_KINDS, VESSEL_KINDS, World, WorldObject
+from sitl.synthetic.render import CameraRenderer, SeenObject
+from sitl.synthetic.world import PERSON_KIND, VEHICLE_KINDS, VESSEL_KINDS, World, WorldObject
 from vision.camera import CameraPose
 from vision.detections import ObjectClass
 

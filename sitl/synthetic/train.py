@@ -1,4 +1,4 @@
-"""Train the detector for the synthetic world: `python -m sitl.train`.
+"""Train the detector for the synthetic world: `python -m sitl.synthetic.train`.
 
 Draws a labelled dataset with the synthetic camera over the shared sites, trains a small
 YOLO11 from its yaml (no downloaded weights: the synthetic world is simple enough to learn
@@ -22,7 +22,7 @@ import sys
 import time
 from pathlib import Path
 
-MODELS_DIR = Path(__file__).resolve().parent.parent / "vision" / "models"
+MODELS_DIR = Path(__file__).resolve().parents[2] / "vision" / "models"
 MODEL_NAME = "borderwatch-synthetic"
 # depth, width, max channels — ultralytics' "n" is (0.50, 0.25, 1024).
 SCALE = (0.33, 0.125, 512)
@@ -55,7 +55,7 @@ def build_model(classes: int, workdir: Path, scale: tuple[float, float, int] = S
 
 def _draw(data: Path, held_out_root: Path, sites, args) -> dict:
     """Training frames and held-out frames (other seeds: other worlds, other views) into one YOLO dataset."""
-    from sitl.dataset import make_dataset
+    from sitl.synthetic.dataset import make_dataset
 
     for root in (data, held_out_root):
         if root.exists():
@@ -72,7 +72,7 @@ def _draw(data: Path, held_out_root: Path, sites, args) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m sitl.train", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m sitl.synthetic.train", description=__doc__.splitlines()[0])
     parser.add_argument("--workdir", type=Path, default=Path("out/train"), help="dataset and training runs")
     parser.add_argument("--train-images", type=int, default=600)
     parser.add_argument("--val-images", type=int, default=150)
@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     _ultralytics_env(workdir)
 
     from missions.formats import BUNDLED_SITES, load_site
-    from sitl.dataset import CLASSES
+    from sitl.synthetic.dataset import CLASSES
 
     site_files = args.sites or sorted(BUNDLED_SITES.glob("*.geojson"))
     if not site_files:
@@ -152,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         "sites": [p.name for p in site_files],
         "onnx_bytes": args.output.stat().st_size,
         "minutes": round((time.time() - started) / 60, 1),
-        "command": "python -m sitl.train " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "command": "python -m sitl.synthetic.train " + " ".join(argv if argv is not None else sys.argv[1:]),
     }
     args.output.with_suffix(".json").write_text(json.dumps(card, indent=2) + "\n")
     print(json.dumps(card, indent=2))

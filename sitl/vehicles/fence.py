@@ -10,7 +10,7 @@ import math
 from dataclasses import dataclass
 
 from missions.plan import RawItem
-from sitl.physics import FlatFrame
+from sitl.vehicles.physics import FlatFrame
 
 POLY_IN, POLY_OUT, CIRCLE_IN, CIRCLE_OUT = 5001, 5002, 5003, 5004
 

@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 
 from groundstation.fleet.link import VehicleLink
 from groundstation.fleet.mission import RawPlan
-from groundstation.fleet.state import FleetError, LandedState, Reason, VehicleState
+from groundstation.fleet.state import FleetError, FlightMode, LandedState, Reason, VehicleState
 from missions.plan import Command
 
-_RETURNING_MODES = frozenset({"return_to_launch", "land"})
+_RETURNING_MODES = frozenset({FlightMode.RETURN_TO_LAUNCH, FlightMode.LAND})
 _ENDS_ON_GROUND = frozenset({Command.NAV_RETURN_TO_LAUNCH, Command.NAV_LAND, Command.NAV_VTOL_LAND})
 
 

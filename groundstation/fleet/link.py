@@ -1,31 +1,33 @@
 """One vehicle over MAVSDK: connect, upload and verify a plan, and command it, every failure a
 :class:`FleetError` with its :class:`Reason`.
 
-Each vehicle gets its own MAVSDK instance: vehicles fresh from the factory (and simulators)
-all call themselves system 1, and one instance would take two of them for one system.
+Vehicles on one connection share a MAVSDK instance and are told apart by system id; each
+connection has its own (fleet.connections says why).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
-from mavsdk.asyncio import ComponentType, Configuration, Mavsdk, MavsdkConnectionError
 from mavsdk.asyncio.plugins.action import ActionAsync, ActionError
+from mavsdk.asyncio.plugins.mavlink_direct import MavlinkDirectAsync
 from mavsdk.asyncio.plugins.mission_raw import MissionRawAsync, MissionRawError
 from mavsdk.asyncio.plugins.telemetry import TelemetryAsync
 
+from groundstation.fleet.connections import MavsdkConnection, VehicleAddress, parse_addresses
 from groundstation.fleet.feed import Feed
-from groundstation.fleet.mavsdk_log import route_mavsdk_logs
 from groundstation.fleet.mission import RawPlan, differences, from_mavsdk, raw_plan, to_mavsdk
 from groundstation.fleet.reasons import action_reason, transfer_reason
 from groundstation.fleet.state import (
     FleetError,
     FleetEvent,
     LandedState,
+    MissionState,
     Reason,
     Severity,
     VehicleState,
@@ -38,21 +40,30 @@ T = TypeVar("T")
 
 # Reasons a vehicle gives (in STATUSTEXT) that explain why it refused to start.
 _REFUSAL_REASONS = (Reason.FENCE_VIOLATION, Reason.MISSION_REJECTED, Reason.BATTERY_LOW, Reason.FAILSAFE)
+# ... and those that say the mission itself will not be flown: no use waiting or retrying after one.
+_MISSION_REFUSED = (Reason.FENCE_VIOLATION, Reason.MISSION_REJECTED)
+_MISSION_TAKEN = frozenset({MissionState.NOT_STARTED, MissionState.ACTIVE, MissionState.PAUSED, MissionState.COMPLETE})
+# PX4 checks a fresh upload within a few of its navigator's cycles: a MISSION_CURRENT sent in this
+# long after the upload may still describe the mission before.
+_MISSION_CHECK_GRACE_S = 0.3
 
 
 class VehicleLink:
     """A connected vehicle. Build it with :meth:`open`; :meth:`close` it when done."""
 
-    def __init__(self, index: int, url: str, mavsdk: Any, system: Any, telemetry: VehicleTelemetry) -> None:
+    def __init__(
+        self, index: int, url: str, connection: MavsdkConnection | None, system: Any, telemetry: VehicleTelemetry
+    ) -> None:
         self.index = index
         self.url = url
         self.name = vehicle_name(index)
-        self._mavsdk = mavsdk
+        self._own_connection = connection  # closed with the vehicle when it is not shared
         self._system = system
         self._telemetry = telemetry
         self._action = ActionAsync(system)
         self._mission_raw = telemetry._mission_raw
         self._uploaded: RawPlan | None = None
+        self._uploaded_at = -math.inf
         self._refusals: list[FleetEvent] = []
         self._refusal_watch = telemetry.events.subscribe(keep=64)
 
@@ -66,36 +77,42 @@ class VehicleLink:
         events: Feed[FleetEvent] | None = None,
         stale_after_s: float = 2.0,
         on_state: Callable[[VehicleState], None] | None = None,
+        connection: MavsdkConnection | None = None,
     ) -> VehicleLink:
-        route_mavsdk_logs()
-        mavsdk = Mavsdk(Configuration.create_with_component_type(ComponentType.GROUND_STATION))
+        """The vehicle at `url` (a connection URL, `?system=N` to pick one of several on it), on the shared
+        `connection` to that URL when one is given, else on a MAVSDK instance of its own."""
         try:
-            try:
-                await mavsdk.add_any_connection(url)
-            except MavsdkConnectionError as exc:
-                raise FleetError(index, Reason.CONNECTION_FAILED, f"cannot open {url}: {exc}") from None
-            system = await mavsdk.first_autopilot(timeout_s=timeout_s)
-            if system is None:
-                raise FleetError(index, Reason.TIMEOUT, f"no autopilot heard on {url} within {timeout_s:g} s")
+            address = VehicleAddress.parse(url)
+        except ValueError as exc:
+            raise FleetError(index, Reason.CONNECTION_FAILED, str(exc)) from None
+        own = connection is None
+        if connection is None:
+            connection = MavsdkConnection(address.connection)
+        try:
+            await connection.open(index)
+            system = await connection.system(index, address.system_id, timeout_s)
             telemetry = VehicleTelemetry(
                 index,
                 await system.get_system_id(),
                 TelemetryAsync(system),
                 MissionRawAsync(system),
+                MavlinkDirectAsync(system),
                 events if events is not None else Feed(keep=256),
                 stale_after_s=stale_after_s,
                 on_state=on_state,
             )
         except BaseException:
-            mavsdk.destroy()
+            if own:
+                connection.destroy()
             raise
         telemetry.start()
-        return cls(index, url, mavsdk, system, telemetry)
+        return cls(index, url, connection if own else None, system, telemetry)
 
     async def close(self) -> None:
         self._refusal_watch.close()
         await self._telemetry.stop()
-        self._mavsdk.destroy()
+        if self._own_connection is not None:
+            self._own_connection.destroy()
 
     # -- what the vehicle tells us -------------------------------------------------------------
 
@@ -142,6 +159,23 @@ class VehicleLink:
             raise FleetError(self.index, Reason.MISSION_REJECTED, "the plan has no mission items")
         deadline = time.monotonic() + timeout_s
         self._drain_refusals()
+        await self._send(raw, deadline)
+        if verify:
+            try:
+                await self.verify(raw, timeout_s=max(1.0, deadline - time.monotonic()))
+            except FleetError as exc:
+                if exc.reason is not Reason.VERIFY_FAILED or deadline - time.monotonic() < 1.0:
+                    raise
+                # PX4 SITL fresh from boot can replace a mission uploaded in its first seconds: the
+                # navigator's first `mission` publication resets the mission manager's count
+                # (MavlinkMissionManager::check_active_mission), and the download finds 0 items.
+                # One more upload settles it; a vehicle that corrupts what it stores fails again.
+                self._telemetry.emit(Reason.VERIFY_FAILED, f"{exc.detail}; uploading again", Severity.NOTICE)
+                await self._send(raw, deadline)
+                await self.verify(raw, timeout_s=max(1.0, deadline - time.monotonic()))
+        return raw
+
+    async def _send(self, raw: RawPlan, deadline: float) -> None:
         m = self._mission_raw
         # MAVSDK 4.1 refuses to upload an empty list (NO_MISSION_AVAILABLE), so a plan without a fence
         # or rally points leaves whatever the vehicle holds; verify() then leaves those alone too.
@@ -151,10 +185,8 @@ class VehicleLink:
             await self._transfer("rally upload", m.upload_rally_points, [to_mavsdk(i) for i in raw.rally], deadline)
         await self._transfer("mission upload", m.upload_mission, [to_mavsdk(i) for i in raw.mission], deadline)
         self._uploaded = raw
+        self._uploaded_at = time.monotonic()
         self._telemetry.expect_mission(len(raw.mission))
-        if verify:
-            await self.verify(raw, timeout_s=max(1.0, deadline - time.monotonic()))
-        return raw
 
     async def verify(self, raw: RawPlan, *, timeout_s: float = 60.0) -> None:
         """Download mission, fence and rally and compare them with what was sent (an empty fence or rally
@@ -189,15 +221,33 @@ class VehicleLink:
         await self._start(retry_for_s, timeout_s)
         self._telemetry.emit(Reason.MISSION_STARTED, "mission started")
 
-    async def check_mission(self, *, retry_for_s: float = 10.0, timeout_s: float = 10.0) -> None:
-        """On the ground: wait until the vehicle accepts the uploaded mission, then leave it in Hold.
+    async def check_mission(self, *, timeout_s: float = 15.0) -> None:
+        """On the ground, before anything is armed: until the vehicle holds the uploaded mission as valid.
 
-        PX4 accepts Mission mode while disarmed only once its mission check has passed (a
-        refusal says why: a fence violation, an empty mission), so this waits the check out
-        before anything is armed.
+        PX4 checks a fresh upload (against its fence, among others). Until the mission passes,
+        MISSION_CURRENT says there is none; when it fails, PX4 says why ("Geofence violation for
+        waypoint 4") and that ends the wait with its words. An autopilot that reports no
+        mission_state leaves the verdict to the start itself.
         """
-        await self._start(retry_for_s, timeout_s)
-        await self.pause(timeout_s)
+        deadline = time.monotonic() + timeout_s
+        since = self._uploaded_at + _MISSION_CHECK_GRACE_S
+        while True:
+            refused = self._mission_refusal()
+            if refused is not None:
+                raise FleetError(self.index, refused.reason, f"mission refused: {_words(refused, self.name)}")
+            if self._telemetry.mission_state_at > since:
+                state = self.state.mission_state
+                if state in _MISSION_TAKEN or state is MissionState.UNKNOWN:
+                    return
+            if time.monotonic() >= deadline:
+                if self._telemetry.mission_state_at <= since:
+                    return  # it never said: the start will tell
+                raise FleetError(
+                    self.index,
+                    Reason.MISSION_REJECTED,
+                    f"the vehicle still reports no valid mission {timeout_s:g} s after the upload",
+                )
+            await asyncio.sleep(0.1)
 
     async def launch(self, *, retry_for_s: float = 10.0) -> float:
         """Check the uploaded mission on the ground, arm, start it; the time.monotonic() it was armed.
@@ -208,7 +258,7 @@ class VehicleLink:
         simply be set before arming). A vehicle that armed but would not start is disarmed again
         unless it is in the air.
         """
-        await self.check_mission(retry_for_s=retry_for_s)
+        await self.check_mission(timeout_s=retry_for_s)
         await self.arm()
         armed_at = time.monotonic()
         try:
@@ -221,12 +271,15 @@ class VehicleLink:
         return armed_at
 
     async def _start(self, retry_for_s: float, timeout_s: float) -> None:
+        """Mission mode; a refusal is retried (PX4 refuses while it still checks a fresh upload) unless
+        the vehicle has said why it will not fly this mission."""
         give_up = time.monotonic() + retry_for_s
         while True:
             try:
                 await self._command("start mission", self._mission_raw.start_mission, timeout_s)
             except FleetError as exc:
-                if exc.reason is not Reason.COMMAND_DENIED or time.monotonic() >= give_up:
+                retry = exc.reason is Reason.COMMAND_DENIED and time.monotonic() < give_up
+                if not retry or self._mission_refusal() is not None:
                     raise self._explained(exc) from None
                 await asyncio.sleep(0.5)
             else:
@@ -288,15 +341,29 @@ class VehicleLink:
             pass
         self._refusals.clear()
 
-    def _explained(self, exc: FleetError) -> FleetError:
-        """The error with the vehicle's own reason when it said one since the upload (PX4 says why in STATUSTEXT)."""
+    def _collect_refusals(self) -> None:
         while (event := self._refusal_watch.get_nowait()) is not None:
             if event.vehicle == self.index and event.reason in _REFUSAL_REASONS and event.severity >= Severity.WARNING:
                 self._refusals.append(event)
+
+    def _mission_refusal(self) -> FleetEvent | None:
+        """What the vehicle said since the upload that means it will not fly this mission, if anything."""
+        self._collect_refusals()
+        return next((e for e in reversed(self._refusals) if e.reason in _MISSION_REFUSED), None)
+
+    def _explained(self, exc: FleetError) -> FleetError:
+        """The error with the vehicle's own reason when it said one since the upload (PX4 says why in STATUSTEXT)."""
+        self._collect_refusals()
         if not self._refusals:
             return exc
-        said = self._refusals[-1]
-        return FleetError(self.index, said.reason, f"{exc.detail}: {said.message.removeprefix(self.name + ': ')}")
+        said = self._mission_refusal() or self._refusals[-1]
+        return FleetError(self.index, said.reason, f"{exc.detail}: {_words(said, self.name)}")
+
+
+def _words(event: FleetEvent, name: str) -> str:
+    """What the vehicle said, without our "vehicle N: says" around it."""
+    text = event.message.removeprefix(name + ": ")
+    return text.removeprefix("says ").strip("'\"") if text.startswith("says ") else text
 
 
 def _said(result_name: str, reason: Reason) -> str:
@@ -321,7 +388,26 @@ class FleetLink:
     async def connect(
         cls, urls: list[str] | tuple[str, ...], *, timeout_s: float = 10.0, stale_after_s: float = 2.0
     ) -> AsyncIterator[FleetLink]:
-        """Connects to every vehicle at once; if one fails, the others are closed and its FleetError raised."""
+        """Connects to every vehicle at once; if one fails, the others are closed and its FleetError raised.
+
+        Vehicles on the same connection URL share one MAVSDK instance (see fleet.connections);
+        a list of addresses that cannot work is a FleetError for the first vehicle it names.
+        """
+        try:
+            addresses = parse_addresses(urls)
+        except ValueError as exc:
+            raise FleetError(0, Reason.CONNECTION_FAILED, str(exc)) from None
+        connections = {a.connection: MavsdkConnection(a.connection) for a in addresses}
+        try:
+            async with cls._connect(urls, addresses, connections, timeout_s, stale_after_s) as fleet:
+                yield fleet
+        finally:
+            for connection in connections.values():
+                connection.destroy()
+
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def _connect(cls, urls, addresses, connections, timeout_s: float, stale_after_s: float):
         events: Feed[FleetEvent] = Feed(keep=256)
         states: Feed[tuple[VehicleState, ...]] = Feed(keep=1)
         latest = [VehicleState(vehicle=i) for i in range(len(urls))]
@@ -331,7 +417,10 @@ class FleetLink:
             states.publish(tuple(latest))
 
         options = {"timeout_s": timeout_s, "events": events, "stale_after_s": stale_after_s, "on_state": on_state}
-        opening = [asyncio.create_task(VehicleLink.open(i, url, **options)) for i, url in enumerate(urls)]
+        opening = [
+            asyncio.create_task(VehicleLink.open(i, url, connection=connections[a.connection], **options))
+            for i, (url, a) in enumerate(zip(urls, addresses, strict=True))
+        ]
         try:
             await asyncio.wait(opening)
         except BaseException:

@@ -144,7 +144,9 @@ def differences(sent: Sequence[RawItem], received: Sequence[RawItem], what: str 
             continue
         if _SAME_FRAME.get(a.frame, a.frame) != _SAME_FRAME.get(b.frame, b.frame):
             out.append(f"{label}: frame {a.frame} came back as {b.frame}")
-        if bool(a.autocontinue) != bool(b.autocontinue):
+        # PX4 hands fence vertices and rally points back with autocontinue 0 whatever was sent: they
+        # are never flown, so the flag means nothing there.
+        if a.mission_type == MissionType.MISSION and bool(a.autocontinue) != bool(b.autocontinue):
             out.append(f"{label}: autocontinue {a.autocontinue} came back as {b.autocontinue}")
         for name in ("param1", "param2", "param3", "param4"):
             if not _same_param(getattr(a, name), getattr(b, name)):

@@ -15,6 +15,45 @@ class LandedState(enum.StrEnum):
     UNKNOWN = "unknown"
 
 
+class FlightMode(enum.StrEnum):
+    """PX4's flight modes as MAVSDK names them; a str, so logs and run folders hold the word."""
+
+    UNKNOWN = "unknown"
+    READY = "ready"
+    TAKEOFF = "takeoff"
+    HOLD = "hold"
+    MISSION = "mission"
+    RETURN_TO_LAUNCH = "return_to_launch"
+    LAND = "land"
+    OFFBOARD = "offboard"
+    FOLLOW_ME = "follow_me"
+    MANUAL = "manual"
+    ALTCTL = "altctl"
+    POSCTL = "posctl"
+    ACRO = "acro"
+    STABILIZED = "stabilized"
+    RATTITUDE = "rattitude"
+
+    @classmethod
+    def named(cls, name: str) -> FlightMode:
+        """MAVSDK's enum name (MISSION) as a mode; one it does not know is UNKNOWN."""
+        try:
+            return cls(name.lower())
+        except ValueError:
+            return cls.UNKNOWN
+
+
+class MissionState(enum.IntEnum):
+    """MISSION_CURRENT's mission_state: PX4 says NO_MISSION until an uploaded mission has passed its checks."""
+
+    UNKNOWN = 0
+    NO_MISSION = 1
+    NOT_STARTED = 2
+    ACTIVE = 3
+    PAUSED = 4
+    COMPLETE = 5
+
+
 class Reason(enum.StrEnum):
     """Why something happened to a vehicle; the same enum for events and errors."""
 
@@ -59,14 +98,15 @@ class VehicleState:
     heading_deg: float = math.nan
     ground_speed_m_s: float = math.nan
     battery_pct: float = math.nan
-    flight_mode: str = "unknown"
+    flight_mode: FlightMode = FlightMode.UNKNOWN
     armed: bool = False
     landed_state: LandedState = LandedState.UNKNOWN
     mission_current: int = -1  # items done so far, as MAVSDK counts them (seq of the item being flown)
     mission_total: int = -1
     mission_reached: int = 0  # most items done since the upload; a DO_JUMP sends mission_current back, not this
+    mission_state: MissionState = MissionState.UNKNOWN
     link_ok: bool = False
-    time_s: float = 0.0  # time.monotonic() of the last message from the vehicle
+    monotonic_s: float = 0.0  # time.monotonic() of the last message from the vehicle
 
     @property
     def on_ground_disarmed(self) -> bool:
@@ -82,7 +122,7 @@ class FleetEvent:
     vehicle: int
     reason: Reason
     message: str  # names the vehicle: "vehicle 1: ..."
-    time_s: float  # time.monotonic()
+    monotonic_s: float  # time.monotonic()
     severity: Severity = Severity.INFO
 
 

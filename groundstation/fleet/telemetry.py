@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import json
 import math
 import time
 from collections.abc import AsyncIterator, Callable
@@ -20,7 +21,16 @@ from typing import Any
 
 from groundstation.fleet.feed import Feed
 from groundstation.fleet.reasons import classify_status_text, severity_of
-from groundstation.fleet.state import FleetEvent, LandedState, Reason, Severity, VehicleState, vehicle_name
+from groundstation.fleet.state import (
+    FleetEvent,
+    FlightMode,
+    LandedState,
+    MissionState,
+    Reason,
+    Severity,
+    VehicleState,
+    vehicle_name,
+)
 
 _LANDED = {
     "ON_GROUND": LandedState.ON_GROUND,
@@ -37,6 +47,7 @@ class VehicleTelemetry:
         system_id: int,
         telemetry: Any,  # mavsdk.asyncio.plugins.telemetry.TelemetryAsync
         mission_raw: Any,  # mavsdk.asyncio.plugins.mission_raw.MissionRawAsync
+        direct: Any,  # mavsdk.asyncio.plugins.mavlink_direct.MavlinkDirectAsync
         events: Feed[FleetEvent],
         *,
         rate_hz: float = 10.0,
@@ -49,6 +60,8 @@ class VehicleTelemetry:
         self.events = events
         self._telemetry = telemetry
         self._mission_raw = mission_raw
+        self._direct = direct
+        self.mission_state_at = -math.inf  # time.monotonic() of the last MISSION_CURRENT
         self._period_s = 1.0 / rate_hz
         self._stale_after_s = stale_after_s
         self._on_state = on_state
@@ -76,12 +89,14 @@ class VehicleTelemetry:
             ("heading", t.subscribe_heading, lambda h: self._set(heading_deg=h.heading_deg)),
             ("velocity", t.subscribe_velocity_ned, self._on_velocity),
             ("battery", t.subscribe_battery, self._on_battery),
-            ("flight mode", t.subscribe_flight_mode, lambda f: self._set(flight_mode=f.name.lower())),
+            ("flight mode", t.subscribe_flight_mode, lambda f: self._set(flight_mode=FlightMode.named(f.name))),
             ("armed", t.subscribe_armed, lambda a: self._set(armed=bool(a))),
             ("landed state", t.subscribe_landed_state, self._on_landed),
             ("health", t.subscribe_health, self._on_health),
             ("status text", t.subscribe_status_text, self._on_status_text),
             ("mission progress", m.subscribe_mission_progress, self._on_progress),
+            # MAVSDK's mission progress leaves out mission_state, which says whether the vehicle took the mission.
+            ("mission state", lambda: self._direct.subscribe_message("MISSION_CURRENT"), self._on_mission_current),
         ]
         for what, subscribe, handle in pumps:
             self._tasks.append(asyncio.create_task(self._pump(subscribe, handle), name=f"{self.name} {what}"))
@@ -131,7 +146,7 @@ class VehicleTelemetry:
             self.emit(Reason.LINK_RESTORED, "link restored", Severity.WARNING)
 
     def _publish(self) -> None:
-        state = dataclasses.replace(self._state, **self._fields, link_ok=self._link_ok, time_s=self._last_rx)
+        state = dataclasses.replace(self._state, **self._fields, link_ok=self._link_ok, monotonic_s=self._last_rx)
         self._state = state
         self.states.publish(state)
         if self._on_state is not None:
@@ -181,6 +196,16 @@ class VehicleTelemetry:
                 self.emit(Reason.MISSION_COMPLETE, f"mission complete: all {total} items reached")
             else:
                 self.emit(Reason.MISSION_PROGRESS, f"item {current}/{total}", Severity.DEBUG)
+
+    def _on_mission_current(self, message: Any) -> None:
+        try:
+            state = int(json.loads(message.fields_json).get("mission_state", 0))
+        except (ValueError, TypeError, AttributeError):
+            return  # a message MAVSDK could not decode says nothing about the mission
+        self._set(
+            mission_state=MissionState(state) if state in MissionState._value2member_map_ else MissionState.UNKNOWN
+        )
+        self.mission_state_at = time.monotonic()
 
     @property
     def items_reached(self) -> int:

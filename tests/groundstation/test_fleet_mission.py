@@ -12,7 +12,7 @@ from mavsdk.component_type import ComponentType
 from mavsdk.mavsdk import Configuration, Mavsdk
 from mavsdk.plugins.mission_raw.mission_raw import MissionRaw
 
-from groundstation.cli import main
+from groundstation.commands.cli import main
 from groundstation.fleet.mission import (
     RawItem,
     differences,

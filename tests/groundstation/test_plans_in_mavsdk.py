@@ -14,7 +14,7 @@ from mavsdk.component_type import ComponentType
 from mavsdk.mavsdk import Configuration, Mavsdk
 from mavsdk.plugins.mission_raw.mission_raw import MissionRaw
 
-from groundstation.cli import main
+from groundstation.commands.cli import main
 from missions.formats.qgc_plan import read_plan
 from sitl.testdata import QGC_DIR, SITES_DIR
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from sitl.ports import free_port_block
-from sitl.sim import ONBOARD_PORT_OFFSET
+from sitl.vehicles.fleet import ONBOARD_PORT_OFFSET
 
 BORDERWATCH = Path(sys.executable).with_name("borderwatch")
 

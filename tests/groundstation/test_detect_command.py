@@ -7,12 +7,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from groundstation.cli import main
+from groundstation.commands.cli import main
 from missions.formats import load_site
-from sitl.scenarios import zone_frames
+from sitl.synthetic.scenarios import zone_frames
+from sitl.synthetic.video import write_video
 from sitl.testdata import SITES_DIR
-from sitl.video import write_video
 from vision.detections import Detection, Detections, ObjectClass
+from vision.palette import CLASS_BGR
 from vision.pipeline import annotate
 
 # Screenshots the GUI tests save, to look at (git-ignored).
@@ -45,6 +46,9 @@ def test_detect_without_pose_places_nothing_and_raises_no_alerts(anchorage_video
     assert not alerts.exists() or alerts.read_text() == ""
 
 
+SITE = str(SITES_DIR / "algeciras-port.geojson")
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -54,6 +58,8 @@ def test_detect_without_pose_places_nothing_and_raises_no_alerts(anchorage_video
         (["--source", "VIDEO", "--site", "/nowhere/site.geojson"], "/nowhere/site.geojson"),
         (["--source", "VIDEO", "--udp", "localhost"], "expected HOST:PORT"),
         (["--source", "VIDEO", "--max-frames", "0"], "--max-frames must be at least 1"),
+        (["--source", "VIDEO", "--ais", "udp://127.0.0.1:0"], "give the site and the camera's pose"),
+        (["--source", "VIDEO", "--ais", "ftp://x", "--site", SITE, "--pose", "udpin:127.0.0.1:0"], "ftp://x"),
     ],
 )
 def test_detect_names_bad_input_and_exits_2(anchorage_video, capsys, args, message):
@@ -88,7 +94,8 @@ def test_video_view_draws_boxes_classes_and_track_ids(qtbot):
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     shot.save(str(SCREENSHOTS / "detect-video-view.png"))
     assert view.frames_shown == 1
-    # The box is drawn in the vessel colour (yellow-orange) where the boat is: at half scale, x 300–350, y 150–180.
+    # The box is drawn in the vessel colour where the boat is: at half scale, x 300–350, y 150–180.
     edge = shot.pixelColor(300, 165)
-    assert (edge.red(), edge.green(), edge.blue()) == pytest.approx((255, 220, 0), abs=60)
-    assert np.asarray(image[300, 600]).tolist() == [0, 220, 255]
+    blue, green, red = CLASS_BGR[ObjectClass.VESSEL]
+    assert (edge.red(), edge.green(), edge.blue()) == pytest.approx((red, green, blue), abs=60)
+    assert np.asarray(image[300, 600]).tolist() == list(CLASS_BGR[ObjectClass.VESSEL])

@@ -1,10 +1,10 @@
-"""`borderwatch fly`: exit codes and report, against simulated vehicles on 127.0.0.1."""
+"""`borderwatch fly`: exit codes and report, against the built-in simulator and real PX4 SITL on 127.0.0.1."""
 
 from __future__ import annotations
 
 import pytest
 
-from groundstation.cli import main
+from groundstation.commands.cli import main
 from missions.formats.qgc_plan import read_plan, write_plan
 from missions.plan import FencePolygon, MissionItem, MissionPlan, Waypoint
 from sitl.testdata import SITES_DIR
@@ -51,31 +51,37 @@ def test_fly_reports_and_exits_0_when_every_mission_completed_and_every_vehicle_
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(120)
-def test_fly_flies_a_loop_planned_by_borderwatch_plan(tmp_path, sim_vehicle, capsys):
-    route = _write(tmp_path, "route.plan", _plan(sim_vehicle.home))
+@pytest.mark.timeout(300)
+def test_fly_flies_a_loop_planned_by_borderwatch_plan(tmp_path, drones, capsys):
+    vehicle = drones(1)
+    route = _write(tmp_path, "route.plan", _plan(vehicle.homes[0]))
     out_plan = tmp_path / "loop.plan"
     site = SITES_DIR / "algeciras-port.geojson"
     args = ["plan", str(site), "--pattern", "loop", "--route", route, "--altitude", "25", "-o", str(out_plan), "-q"]
     assert main(args) == 0
-    assert len(read_plan(out_plan).items) >= 4
-    code = main(["fly", str(out_plan), "--connect", sim_vehicle.connect_url, "--timeout", "100", "-q"])
+    planned = read_plan(out_plan)
+    assert len(planned.items) >= 4 and planned.fence_polygons and planned.rally
+    code = main(["fly", str(out_plan), "--connect", vehicle.urls[0], "--timeout", "250", "-q"])
     out = capsys.readouterr().out
     assert code == 0, out
+    assert f"items reached {len(planned.items)}/{len(planned.items)}" in out
     assert "all 1 missions completed" in out
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(120)
-def test_fly_exits_1_naming_the_vehicle_and_reason_when_one_mission_is_refused(tmp_path, sim_fleet, capsys):
-    sim = sim_fleet(2, speed_factor=15)
-    good = _write(tmp_path, "good.plan", _plan(sim.vehicles[0].home))
-    bad = _write(tmp_path, "bad.plan", _plan(sim.vehicles[1].home, outside=True))
-    connect = [arg for v in sim.vehicles for arg in ("--connect", v.connect_url)]
-    assert main(["fly", good, bad, *connect, "--timeout", "90", "--start-retry", "3", "-q"]) == 1
-    report = capsys.readouterr().out.split("report:")[1]
+@pytest.mark.timeout(300)
+def test_fly_exits_1_naming_the_vehicle_and_reason_when_one_mission_is_refused(tmp_path, drones, capsys):
+    vehicles = drones(2, speed_factor=15)
+    good = _write(tmp_path, "good.plan", _plan(vehicles.homes[0]))
+    bad = _write(tmp_path, "bad.plan", _plan(vehicles.homes[1], outside=True))
+    connect = [arg for url in vehicles.urls for arg in ("--connect", url)]
+    assert main(["fly", good, bad, *connect, "--timeout", "250", "-q"]) == 1
+    out = capsys.readouterr().out
+    report = out.split("report:")[1]
     assert "vehicle 1 (" in report and "mission complete, landed and disarmed" in report
-    assert "FAILED: 1 of 2 flights: fence_violation: vehicle 2: " in report
+    assert "FAILED: 1 of 2 flights: fence_violation: vehicle 2: mission refused: " in report
+    assert "Geofence violation for waypoint 3" in report  # the vehicle's own words
+    assert "items reached 0/4, flight time 0m00s" in report  # never left the ground
 
 
 def test_fly_exits_1_when_no_vehicle_answers(tmp_path, capsys):

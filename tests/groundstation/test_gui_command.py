@@ -22,7 +22,7 @@ SCREENSHOTS = Path(__file__).resolve().parents[2] / "out" / "screenshots"
 def borderwatch(*args: str, timeout_s: float = 120.0) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
     return subprocess.run(
-        [sys.executable, "-m", "groundstation.cli", *args],
+        [sys.executable, "-m", "groundstation.commands.cli", *args],
         capture_output=True,
         text=True,
         timeout=timeout_s,
@@ -50,6 +50,8 @@ def test_opens_a_site_in_the_window_and_keeps_its_settings(tmp_path):
         (["missing.geojson"], "missing.geojson"),
         (["--tiles", "nowhere.mbtiles"], "--tiles nowhere.mbtiles"),
         (["--video", "a.sdp", "--pose", "udpin://0.0.0.0:1", "udpin://0.0.0.0:2"], "2 --pose URLs for 1 --video"),
+        (["--run", "out/no-such-run"], "--run out/no-such-run: not a run folder (it has no run.json)"),
+        (["--ais", "ftp://nowhere:10110"], "--ais ftp://nowhere:10110: not an AIS source"),
     ],
 )
 def test_bad_arguments_are_one_line_before_any_window(args, says):

@@ -11,15 +11,14 @@ import folium
 import pytest
 import shapely
 
-from groundstation.maps import (
-    NO_FLY_DASH,
+from groundstation.runs.maps import (
     WEB_ASSETS_ENV,
     MapRoute,
     WebAssetsMissing,
     external_assets,
-    route_color,
     write_preview_map,
 )
+from groundstation.runs.style import NO_FLY_DASH, route_color
 from missions.site import Role, Site, Zone
 
 

@@ -9,8 +9,8 @@ import sys
 
 import pytest
 
-from groundstation.cli import main
-from groundstation.progress import Progress
+from groundstation.commands.cli import main
+from groundstation.commands.progress import Progress
 from missions.formats import load_site
 from missions.formats.qgc_plan import read_plan
 from missions.plan import Command
@@ -21,7 +21,11 @@ ALGECIRAS = SITES_DIR / "algeciras-port.geojson"
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "groundstation.cli", *args], capture_output=True, text=True, timeout=120, check=False
+        [sys.executable, "-m", "groundstation.commands.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
 
 

@@ -13,23 +13,26 @@ import pytest
 import shapely
 from test_runfolder import ZONE, algeciras, make_alert, record_patrol
 
-from groundstation.cli import main
+from groundstation.commands.cli import main
 from groundstation.fleet.state import LandedState, VehicleState
-from groundstation.report import write_report
-from groundstation.run_data import FrameRecord, RunData, TelemetryPoint, read_run
-from groundstation.run_kpis import compute_run_kpis, format_run_kpis
-from groundstation.runfolder import ALERTS, EVIDENCE, RunRecorder
+from groundstation.runs.kpis import compute_run_kpis, format_run_kpis
+from groundstation.runs.reader import FrameRecord, RunData, TelemetryPoint, read_run
+from groundstation.runs.recorder import ALERTS, EVIDENCE, RunRecorder
+from groundstation.runs.report import write_report
 from missions.formats import load_site
 from missions.geo import LocalFrame
 from missions.site import Role, Site, Zone
-from sitl.scenarios import hover_over_zone
+from sitl.synthetic.scenarios import hover_over_zone
 from sitl.testdata import SITES_DIR
 from vision.alerts import AlertEngine
 from vision.camera import Intrinsics
+from vision.detections import ObjectClass
 from vision.detectors import DEFAULT_MODEL, load_detector
-from vision.geolocate import Geolocator
+from vision.geolocate import Geolocate, Geolocator, SmoothTracks
+from vision.palette import CLASS_COLORS
 from vision.pipeline import Pipeline
 from vision.pose import MavlinkPose
+from vision.sinks import KeepEvidence, RaiseAlerts, SendAlerts, SendDetections
 from vision.sources import open_source
 from vision.tracking import Tracker
 
@@ -226,9 +229,21 @@ def test_an_altered_snapshot_is_tampering(tmp_path: Path) -> None:
     assert evidence.verdict.startswith("TAMPERED at record 1 (line 1): snapshot")
 
 
-def test_newest_records_cut_off_are_caught_by_the_hash_kept_at_close(tmp_path: Path) -> None:
+def test_newest_records_cut_off_are_caught_by_the_signed_head(tmp_path: Path) -> None:
     record_patrol(tmp_path / "run", step_m=20.0)
     (tmp_path / "run" / EVIDENCE / "evidence.jsonl").write_bytes(b"")  # a valid, shorter (empty) chain
+
+    evidence = compute_run_kpis(read_run(tmp_path / "run")).evidence
+
+    assert not evidence.ok
+    assert evidence.verdict.startswith("TAMPERED: the log holds no record, but the head signed at ")
+    assert evidence.verdict.endswith("is record 1: record 1 was cut off")
+
+
+def test_newest_records_cut_off_with_the_signed_heads_are_caught_by_the_hash_kept_at_close(tmp_path: Path) -> None:
+    record_patrol(tmp_path / "run", step_m=20.0)
+    (tmp_path / "run" / EVIDENCE / "evidence.jsonl").write_bytes(b"")
+    (tmp_path / "run" / EVIDENCE / "heads.jsonl").unlink()
 
     evidence = compute_run_kpis(read_run(tmp_path / "run")).evidence
 
@@ -299,7 +314,7 @@ def test_report_draws_the_run_offline_in_chromium(tmp_path: Path, chromium) -> N
     assert "leaflet-container" in dom
     paths = [p for p in re.findall(r"<path\b[^>]*>", dom) if "leaflet-interactive" in p]
     assert sum("borderwatch-seen" in p for p in paths) >= 1
-    assert sum('fill="#0277bd"' in p for p in paths) >= 3  # vessel detections
+    assert sum(f'fill="{CLASS_COLORS[ObjectClass.VESSEL]}"' in p for p in paths) >= 3  # vessel detections
     assert sum('stroke="#111111"' in p for p in paths) == recorded.alerts
     for label in ("vehicle 1 planned", "vehicle 1 flown", "Seen by the cameras", "Detection: vessel", "Alert"):
         assert label in dom
@@ -375,14 +390,14 @@ def test_a_recorded_hover_over_the_anchorage_reports_what_it_saw(tmp_path: Path,
         with MavlinkPose(hover.onboard_url) as poses, open_source(str(hover.sdp_path), "drone-1") as source:
             pipeline = Pipeline(
                 detector,
+                [Geolocate(poses, Geolocator(site.frame, Intrinsics())), Tracker(), SmoothTracks(site.frame)],
+                [
+                    RaiseAlerts(AlertEngine(site)),
+                    SendDetections([recorder]),
+                    SendAlerts([recorder]),
+                    KeepEvidence(recorder.evidence),
+                ],
                 source_name="drone-1",
-                geolocator=Geolocator(site.frame, Intrinsics()),
-                poses=poses,
-                tracker=Tracker(),
-                alerts=AlertEngine(site),
-                alert_sinks=[recorder],
-                detection_sinks=[recorder],
-                evidence=recorder.evidence,
             )
             stop_at = time.monotonic() + 12.0
             while time.monotonic() < stop_at:

@@ -15,8 +15,8 @@ import pytest
 import shapely
 
 from groundstation.fleet.state import FleetEvent, LandedState, Reason, Severity, VehicleState
-from groundstation.run_data import read_run
-from groundstation.runfolder import (
+from groundstation.runs.reader import read_run
+from groundstation.runs.recorder import (
     ALERTS,
     DETECTIONS,
     FORMAT,

@@ -27,30 +27,29 @@ from branca.element import Element, MacroElement
 from folium.template import Template
 from shapely.geometry.base import BaseGeometry
 
+from groundstation.runs.style import (
+    BACKGROUND_COLOR,
+    COASTLINE_COLOR,
+    LAUNCH_COLOR,
+    NO_FLY_COLOR,
+    OPERATING_AREA_COLOR,
+    clamped_risk,
+    launch_point_style,
+    risk_color,
+    route_color,
+    start_ring_radius,
+    zone_style,
+)
 from missions.errors import UserError
 from missions.site import Role, Site, Zone
 
-WEB_DIR = Path(__file__).resolve().parent / "web"
+WEB_DIR = Path(__file__).resolve().parents[1] / "web"
 WEB_ASSETS_ENV = "BORDERWATCH_WEB_ASSETS"
 SETUP_COMMAND = "make setup"
 
 LEAFLET_FILES = ("leaflet.js", "leaflet.css")
 # Only the control icons are needed: markers with image icons are never drawn.
 LEAFLET_IMAGES = ("layers.png", "layers-2x.png")
-
-OPERATING_AREA_COLOR = "#2e7d32"
-NO_FLY_COLOR = "#d50000"
-# Dashed, so a no-fly zone never reads as a high-risk watch zone of a similar red.
-NO_FLY_DASH = "8 5"
-COASTLINE_COLOR = "#1565c0"
-LAUNCH_COLOR = "#263238"
-BACKGROUND_COLOR = "#eef1f4"
-# ColorBrewer YlOrRd: yellow for risk 1 through dark red for risk 5.
-RISK_COLORS = {1: "#fed976", 2: "#feb24c", 3: "#fd8d3c", 4: "#f03b20", 5: "#800026"}
-# An alert's severity follows its zone's risk (vision.alerts.severity), so it takes that risk's colour.
-SEVERITY_COLORS = {"low": RISK_COLORS[2], "medium": RISK_COLORS[3], "high": RISK_COLORS[4], "critical": RISK_COLORS[5]}
-# Kept clear of the zone colours (green, red, yellow-to-red, blue) so a route never reads as a zone.
-ROUTE_COLORS = ("#6a1b9a", "#00838f", "#d81b60", "#5d4037", "#283593", "#9e9d24", "#212121", "#ef6c00")
 
 
 class WebAssetsMissing(UserError):
@@ -175,31 +174,21 @@ def _draw_site(fmap: folium.Map, site: Site, legend: MapLegend) -> None:
     if site.operating_areas:
         layer = folium.FeatureGroup(name="Operating area").add_to(fmap)
         for zone in site.operating_areas:
-            style = {"color": OPERATING_AREA_COLOR, "weight": 3, "fill": False}
-            _add_zone(layer, zone, style, f"Operating area: {zone.name}")
+            _add_zone(layer, zone, f"Operating area: {zone.name}")
         legend.add("outline", OPERATING_AREA_COLOR, "Operating area")
 
     if site.watch:
         layer = folium.FeatureGroup(name="Watch zones").add_to(fmap)
         for zone in sorted(site.watch, key=lambda z: z.risk or 0):
-            color = RISK_COLORS[_clamped_risk(zone.risk)]
             risk = zone.risk if zone.risk is not None else "not set"
-            style = {"color": color, "weight": 2, "fill_color": color, "fill_opacity": 0.45}
-            _add_zone(layer, zone, style, f"{zone.name} — risk {risk}")
-        for risk in sorted({_clamped_risk(z.risk) for z in site.watch}):
-            legend.add("fill", RISK_COLORS[risk], f"Watch zone, risk {risk}")
+            _add_zone(layer, zone, f"{zone.name} — risk {risk}")
+        for risk in sorted({clamped_risk(z.risk) for z in site.watch}):
+            legend.add("fill", risk_color(risk), f"Watch zone, risk {risk}")
 
     if site.no_fly:
         layer = folium.FeatureGroup(name="No-fly zones").add_to(fmap)
         for zone in site.no_fly:
-            style = {
-                "color": NO_FLY_COLOR,
-                "weight": 3,
-                "dash_array": NO_FLY_DASH,
-                "fill_color": NO_FLY_COLOR,
-                "fill_opacity": 0.3,
-            }
-            _add_zone(layer, zone, style, f"No-fly: {zone.name}")
+            _add_zone(layer, zone, f"No-fly: {zone.name}")
         legend.add("no-fly", NO_FLY_COLOR, "No-fly zone")
 
     coastlines = site.zones_of(Role.COASTLINE)
@@ -208,7 +197,7 @@ def _draw_site(fmap: folium.Map, site: Site, legend: MapLegend) -> None:
         for zone in coastlines:
             for line in _lines(zone.shape_deg.boundary if _is_areal(zone.shape_deg) else zone.shape_deg):
                 folium.PolyLine(
-                    line, color=COASTLINE_COLOR, weight=3, tooltip=map_text(f"Coastline: {zone.name}")
+                    line, tooltip=map_text(f"Coastline: {zone.name}"), **_folium_options(zone_style(zone))
                 ).add_to(layer)
         legend.add("line", COASTLINE_COLOR, "Coastline")
 
@@ -227,7 +216,7 @@ def _draw_routes(fmap: folium.Map, site: Site, routes: Sequence[MapRoute], legen
             # An unfilled ring, wider for each drone, so starts that share a pad stay visible side by side.
             folium.CircleMarker(
                 route.points_deg[0],
-                radius=11 + 4 * (index % _START_RING_SIZES),
+                radius=start_ring_radius(index),
                 color=color,
                 weight=3,
                 fill=False,
@@ -251,28 +240,13 @@ def _draw_launch_points(fmap: folium.Map, site: Site, legend: MapLegend) -> None
     for zone in site.launch:
         for lat, lon in _points(zone.shape_deg):
             folium.CircleMarker(
-                (lat, lon),
-                radius=7,
-                color="#ffffff",
-                weight=2,
-                fill_color=LAUNCH_COLOR,
-                fill_opacity=1.0,
-                tooltip=map_text(f"Launch: {zone.name}"),
+                (lat, lon), tooltip=map_text(f"Launch: {zone.name}"), **_folium_options(launch_point_style())
             ).add_to(layer)
     legend.add("dot", LAUNCH_COLOR, "Launch point")
 
 
-_START_RING_SIZES = 5
-
-
-def route_color(index: int) -> str:
-    """A colour per drone: a fixed palette, then hues spaced by the golden angle."""
-    if index < len(ROUTE_COLORS):
-        return ROUTE_COLORS[index]
-    return f"hsl({(index * 137.508) % 360:.0f}, 70%, 35%)"
-
-
-def _add_zone(layer: folium.FeatureGroup, zone: Zone, style: dict, label: str) -> None:
+def _add_zone(layer: folium.FeatureGroup, zone: Zone, label: str) -> None:
+    style = _folium_options(zone_style(zone))
     tooltip = map_text(label)
     if zone.is_circle:
         for lat, lon in _points(zone.shape_deg):
@@ -322,10 +296,6 @@ def _is_areal(shape: BaseGeometry) -> bool:
     return any(isinstance(p, shapely.Polygon) for p in _parts(shape))
 
 
-def _clamped_risk(risk: int | None) -> int:
-    return min(max(risk or 1, 1), 5)
-
-
 def _length_m(site: Site, points_deg: Sequence[tuple[float, float]]) -> float:
     xy = [site.frame.xy(lon, lat) for lat, lon in points_deg]
     return sum(math.dist(a, b) for a, b in itertools.pairwise(xy))
@@ -343,6 +313,11 @@ def _bounds(site: Site, routes: Sequence[MapRoute]) -> list[list[float]] | None:
         return None
     min_lon, min_lat, max_lon, max_lat = shapely.GeometryCollection(shapes).bounds
     return [[min_lat, min_lon], [max_lat, max_lon]]
+
+
+def _folium_options(style: dict) -> dict:
+    """Leaflet's path options as folium's keyword arguments: ``fill_color`` for ``fillColor``."""
+    return {re.sub(r"([A-Z])", r"_\1", key).lower(): value for key, value in style.items()}
 
 
 def map_text(text: str) -> str:
@@ -394,6 +369,10 @@ class MapLegend(MacroElement):
             "line": f"height: 4px; background: {color};",
             "dot": f"width: 12px; border-radius: 50%; background: {color};",
             "ring": f"width: 12px; border-radius: 50%; border: 2px solid {color};",
+            "diamond": f"width: 11px; height: 11px; margin: 0 9px 0 3px; transform: rotate(45deg); "
+            f"background: {color}; border: 2px solid #111111;",
+            "hollow-diamond": f"width: 11px; height: 11px; margin: 0 9px 0 3px; transform: rotate(45deg); "
+            f"background: #ffffff; border: 2px dashed {color};",
         }[kind]
         self.rows.append(f'<div><span class="swatch" style="{html.escape(swatch)}"></span>{html.escape(label)}</div>')
 

@@ -20,29 +20,24 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from groundstation import (
-        demo_command,
-        detect_command,
-        evidence_command,
-        fly_command,
-        gui_command,
-        plan_command,
-        report_command,
-        sim_command,
-    )
+    from groundstation.commands import ais, cot, demo, detect, evidence, fly, gui, keys, pki, plan, report, sim
 
     parser = _Parser(prog="borderwatch", description="Plan, fly and watch drone patrols over ports and coastlines.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log everything, MAVSDK's chatter included")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     commands.required = True
-    plan_command.add_parser(commands)
-    sim_command.add_parser(commands)
-    fly_command.add_parser(commands)
-    evidence_command.add_parser(commands)
-    detect_command.add_parser(commands)
-    gui_command.add_parser(commands)
-    report_command.add_parser(commands)
-    demo_command.add_parser(commands)
+    plan.add_parser(commands)
+    sim.add_parser(commands)
+    fly.add_parser(commands)
+    evidence.add_parser(commands)
+    detect.add_parser(commands)
+    gui.add_parser(commands)
+    report.add_parser(commands)
+    demo.add_parser(commands)
+    pki.add_parser(commands)
+    keys.add_parser(commands)
+    ais.add_parser(commands)
+    cot.add_parser(commands)
     return parser
 
 

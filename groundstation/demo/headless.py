@@ -15,39 +15,50 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import tempfile
-import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from groundstation.demo_console import Console, status_line
+from groundstation.demo.console import Console, status_line
+from groundstation.demo.fleet import (
+    CAMERA_FPS,
+    MAVLINK_PORT,
+    VIDEO_PORT,
+    SimulatedFleet,
+    choose_ports,
+    simulated_fleet,
+)
 from groundstation.fleet import FleetError, FleetEvent, FleetLink, Reason, Severity, VehicleState, raw_plan
 from groundstation.fleet.flight import FlightOptions
 from groundstation.fleet.sorties import SortiesOutcome, fly_sorties
 from groundstation.fleet.state import vehicle_name
-from groundstation.run_data import read_run
-from groundstation.run_kpis import RunKpis, compute_run_kpis, format_run_kpis, hms
-from groundstation.runfolder import RunRecorder, new_run_directory
+from groundstation.link.cot import report_states
+from groundstation.link.station import bus_site
+from groundstation.runs.kpis import RunKpis, compute_run_kpis, format_run_kpis, hms
+from groundstation.runs.reader import read_run
+from groundstation.runs.recorder import RunRecorder, new_run_directory
 from missions.errors import UserError
 from missions.formats import BUNDLED_SITES
 from missions.planners.output import PlannedSortie, sortie_plans
 from missions.planners.patrol import PatrolRequest, Pattern, plan_patrol
 from missions.site import Site
-from sitl.cameras import SimCameras
-from sitl.ports import free_port_block, udp_ports_free
-from sitl.sim import ONBOARD_PORT_OFFSET, SimFleet
-from sitl.video import video_port
-from sitl.world import World
+from sitl.synthetic.video import video_port
+from vision.ais.sources import FeedState
 from vision.alerts import Alert
-from vision.camera import Intrinsics
+from vision.bus.address import parse_broker_url
 from vision.pipeline import FrameResult
-from vision.runner import Assembly, RunOptions, assemble
+from vision.runner import RunOptions, assemble
+from vision.worker import StreamWorker
+
+if TYPE_CHECKING:
+    from vision.ais.watch import AisTargets
+    from vision.cot.link import CotLink
 
 DEFAULT_SITE = BUNDLED_SITES / "algeciras-port.geojson"
-MAVLINK_PORT = 14540
-VIDEO_PORT = 5600
 # The simulated battery lasts about 25 minutes at 10 m/s and returns home at 15 %: plan for that.
 SIM_ENDURANCE_MIN = 25.0
 SIM_RESERVE_PCT = 20.0
@@ -63,20 +74,59 @@ class DemoConfig:
     altitude_m: float = 60.0
     runs_dir: Path = Path("out/runs")
     model: str | None = None
-    camera_fps: float = 10.0
+    camera_fps: float = CAMERA_FPS
     mavlink_port: int = MAVLINK_PORT
     video_port: int = VIDEO_PORT
     status_every_s: float = 5.0
+    px4: Path | None = None  # a PX4 SITL build: fly PX4 SIH instead of the built-in simulator
+    endurance_min: float = SIM_ENDURANCE_MIN  # sorties are planned for this long on one battery
+    onboard: bool = False  # detection in one onboard process per drone, over the bus, instead of on the ground
+    broker_url: str | None = None  # with onboard: the agency's broker (else one of the demo's own)
+    pki_dir: Path | None = None  # with broker_url: the certificates
+    tsa_url: str | None = None  # an RFC 3161 TSA that timestamps the evidence's signed heads
+    ais: bool = False  # the world's vessels broadcast AIS, the station matches it to what it sees
+    ais_scenario: Path | None = None  # who is dark and who lies (default: one of each, at random)
+    cot_urls: tuple[str, ...] = ()  # TAK destinations: drones, tracks, alerts and zones as Cursor on Target
 
     def __post_init__(self) -> None:
+        if not 2.0 <= self.endurance_min <= SIM_ENDURANCE_MIN:
+            raise UserError(
+                f"--endurance must be between 2 and {SIM_ENDURANCE_MIN:g} minutes (the simulated battery), "
+                f"not {self.endurance_min:g}"
+            )
         if not 1 <= self.drones <= 8:
             raise UserError(f"--drones must be between 1 and 8, not {self.drones}")
         if not 1.0 <= self.speed_factor <= 50.0:
             raise UserError(f"--speed-factor must be between 1 and 50, not {self.speed_factor:g}")
         if not self.camera_fps > 0:
             raise UserError(f"--camera-fps must be positive, not {self.camera_fps:g}")
+        if self.broker_url is not None and not self.onboard:
+            raise UserError("--broker is for --onboard: the units publish on the bus, the ground listens")
+        if self.broker_url is not None and self.pki_dir is None:
+            raise UserError(f"--broker {self.broker_url}: also give --pki DIR, the folder with the certificates")
+        if self.broker_url is not None:
+            parse_broker_url(self.broker_url)  # a UserError quoting it, before anything starts
+        if self.tsa_url is not None and not self.tsa_url.startswith(("http://", "https://")):
+            raise UserError(f"--tsa {self.tsa_url}: expected an http:// or https:// URL of an RFC 3161 TSA")
+        if self.ais_scenario is not None and not self.ais_scenario.is_file():
+            raise UserError(f"--ais-scenario {self.ais_scenario}: no such file")
+        if self.cot_urls:
+            from vision.cot.destinations import parse_destinations
+
+            parse_destinations(self.cot_urls)  # a UserError naming a bad one, before anything starts
         if self.model is not None and not Path(self.model).is_file():
             raise UserError(f"--model {self.model}: no such file (borderwatch never downloads weights)")
+
+    def patrol_request(self) -> PatrolRequest:
+        """The patrol the demo flies, headless or in the app: every drone evenly phased on one
+        risk-weighted lap of the watch zones, sorties sized for the simulated battery."""
+        return PatrolRequest(
+            pattern=Pattern.RISK,
+            altitude_m=self.altitude_m,
+            drones=self.drones,
+            endurance_min=self.endurance_min,
+            reserve_pct=SIM_RESERVE_PCT,
+        )
 
 
 # -- planning ----------------------------------------------------------------------------------
@@ -102,14 +152,7 @@ def plan_demo(site: Site, config: DemoConfig) -> DemoPlan:
         raise UserError(f"{site.source}: the site has no watch zones: the demo patrols watch zones")
     if not site.launch:
         raise UserError(f"{site.source}: the site has no launch point to start the simulated drones at")
-    request = PatrolRequest(
-        pattern=Pattern.RISK,
-        altitude_m=config.altitude_m,
-        drones=config.drones,
-        endurance_min=SIM_ENDURANCE_MIN,
-        reserve_pct=SIM_RESERVE_PCT,
-    )
-    patrol = plan_patrol(site, request)
+    patrol = plan_patrol(site, config.patrol_request())
     planned = sortie_plans(patrol)
     per_drone = tuple(
         tuple(sorted((p for p in planned if p.drone == d), key=lambda p: p.number)) for d in range(1, config.drones + 1)
@@ -119,87 +162,6 @@ def plan_demo(site: Site, config: DemoConfig) -> DemoPlan:
         raise UserError(f"{site.source}: the patrol leaves drone(s) {missing} nothing to fly; ask for fewer drones")
     kpis = compute_kpis(patrol)
     return DemoPlan(site, per_drone, kpis.flight_time_s, format_kpis(kpis))
-
-
-# -- the simulated fleet ---------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class SimulatedFleet:
-    """Started simulated drones and their cameras: where to connect, where the video and pose come from."""
-
-    fleet: SimFleet
-    cameras: SimCameras
-    urls: tuple[str, ...]  # MAVSDK connection per drone
-    sdp_paths: tuple[Path, ...]  # its camera's stream
-    pose_urls: tuple[str, ...]  # its pose for geolocation (pymavlink)
-
-    @property
-    def intrinsics(self) -> Intrinsics:
-        return self.cameras.renderer.intrinsics
-
-    @property
-    def problem(self) -> str | None:
-        """Why the simulation is no longer what the demo needs, if it is not."""
-        if self.fleet.error is not None:
-            return f"the simulator stopped: {self.fleet.error!r}"
-        return next((s.error for s in self.cameras.stats if s.error is not None), None)
-
-
-@dataclass(frozen=True)
-class Ports:
-    mavlink: int
-    video: int
-    note: str | None = None  # said when the standard ports were taken and others are used
-
-
-def choose_ports(drones: int, mavlink: int = MAVLINK_PORT, video: int = VIDEO_PORT) -> Ports:
-    """The standard ports when free (QGroundControl can listen in), a free block otherwise."""
-    notes = []
-    wanted = [mavlink + i for i in range(drones)] + [mavlink + ONBOARD_PORT_OFFSET + i for i in range(drones)]
-    busy = udp_ports_free(wanted)
-    if busy:
-        mavlink = free_port_block(drones, also=ONBOARD_PORT_OFFSET)
-        notes.append(f"MAVLink port(s) {_ports(busy)} are in use (another simulator or ground station?): "
-                     f"the drones use {mavlink}-{mavlink + drones - 1} instead")  # fmt: skip
-    busy = udp_ports_free(range(video, video + 2 * drones))
-    if busy:
-        video = free_port_block(2 * drones)
-        notes.append(f"video port(s) {_ports(busy)} are in use: the cameras stream to {video}-{video + 2 * drones - 1}")
-    return Ports(mavlink, video, "; ".join(notes) or None)
-
-
-def _ports(ports: Sequence[int]) -> str:
-    return ", ".join(str(p) for p in ports)
-
-
-@contextlib.contextmanager
-def simulated_fleet(
-    site: Site, drones: int, speed_factor: float, directory: Path, ports: Ports, camera_fps: float = 10.0
-) -> Iterator[SimulatedFleet]:
-    """`drones` simulated drones at the site's launch point, each with a camera over the site's world."""
-    fleet = SimFleet.at_site(site, drones, speed_factor=speed_factor, base_port=ports.mavlink)
-    try:
-        fleet.start()
-    except OSError as exc:
-        raise UserError(
-            f"cannot open the simulator's ports {ports.mavlink}-{ports.mavlink + drones - 1}: {exc}"
-        ) from None
-    try:
-        cameras = SimCameras(fleet, World.for_site(site), directory, fps=camera_fps, base_port=ports.video, truth=False)
-        cameras.start()
-        try:
-            yield SimulatedFleet(
-                fleet,
-                cameras,
-                tuple(f"udpin://0.0.0.0:{v.port}" for v in fleet.vehicles),
-                tuple(cameras.sdp_path(i) for i in range(drones)),
-                tuple(v.onboard_url for v in fleet.vehicles),
-            )
-        finally:
-            cameras.stop()
-    finally:
-        fleet.stop()
 
 
 # -- watching the cameras --------------------------------------------------------------------
@@ -213,7 +175,7 @@ class StreamState:
 
 
 class CameraWatch:
-    """A vision pipeline per camera, each on its own thread, recording into the run as it goes."""
+    """A vision pipeline per camera, each on a StreamWorker of its own, recording into the run as it goes."""
 
     def __init__(
         self,
@@ -222,37 +184,48 @@ class CameraWatch:
         recorder: RunRecorder,
         model: str | None = None,
         on_alert: Callable[[Alert], None] | None = None,
+        ais: AisTargets | None = None,
+        cot: CotLink | None = None,
     ) -> None:
         self.streams = [StreamState(f"camera-{i + 1}") for i in range(len(sim.sdp_paths))]
-        self._stop = threading.Event()
-        self._threads: list[threading.Thread] = []
-        self._assemblies: list[Assembly] = []
+        self.ais = ais
+        self._recorder = recorder
+        self._workers: list[StreamWorker] = []
         sinks = [recorder] + ([_CallbackSink(on_alert)] if on_alert is not None else [])
         try:
             for i, (sdp, pose) in enumerate(zip(sim.sdp_paths, sim.pose_urls, strict=True)):
                 options = RunOptions(source=str(sdp), model=model, pose_url=pose, name=self.streams[i].name,
-                                     hfov_deg=sim.intrinsics.hfov_deg, console=False)  # fmt: skip
-                self._assemblies.append(assemble(options, site=site, evidence=recorder.evidence, alert_sinks=sinks))
+                                     hfov_deg=sim.intrinsics.hfov_deg, console=False, cot_drone=i + 1)  # fmt: skip
+                # Assembled here, not on the workers: a model or a camera that fails stops the demo before it flies.
+                # The drones' positions go to TAK from their telemetry (battery too), the cameras give their views.
+                assembly = assemble(
+                    options, site=site, evidence=recorder.evidence, alert_sinks=sinks, clock=sim.clocks[i], ais=ais,
+                    cot=cot, cot_position_from_pose=False,
+                )  # fmt: skip
+                self._workers.append(
+                    StreamWorker(
+                        self.streams[i].name,
+                        assembly,
+                        pace=sim.clocks[i].pace,
+                        on_result=functools.partial(self._on_result, i),
+                        on_error=functools.partial(self._on_error, i),
+                    )
+                )
         except BaseException:
             self.close()
             raise
-        self._recorder = recorder
 
     def start(self) -> None:
-        for i, assembly in enumerate(self._assemblies):
-            thread = threading.Thread(target=self._run, args=(i, assembly), name=f"demo-{self.streams[i].name}")
-            self._threads.append(thread)
-            thread.start()
+        for worker in self._workers:
+            worker.start()
 
     def close(self) -> None:
         """Stop every pipeline (each finishes its frame) and close the sources and pose readers."""
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(timeout=10.0)
-        self._threads.clear()
-        for assembly in self._assemblies:
-            assembly.close()
-        self._assemblies.clear()
+        for worker in self._workers:
+            worker.stop(wait=False)
+        for worker in self._workers:
+            worker.close(timeout_s=10.0)
+        self._workers.clear()
 
     @property
     def problem(self) -> str | None:
@@ -262,17 +235,41 @@ class CameraWatch:
         """Each stream's frames processed per second so far."""
         return [(s.name, s.frames / max(elapsed_s, 1e-6)) for s in self.streams]
 
-    def _run(self, index: int, assembly: Assembly) -> None:
-        stream = self.streams[index]
+    def _on_result(self, index: int, result: FrameResult, _frame) -> None:
+        self.streams[index].frames += 1
+        self._recorder.record_frame(index, result)
 
-        def on_result(result: FrameResult, _frame) -> None:
-            stream.frames += 1
-            self._recorder.record_frame(index, result)
+    def _on_error(self, index: int, error: Exception) -> None:
+        # The demo reports a dead stream; the flight and what was recorded go on.
+        self.streams[index].error = f"{type(error).__name__}: {error}"
 
-        try:
-            assembly.pipeline.run(assembly.source, stop=self._stop, on_result=on_result)
-        except Exception as exc:  # the demo reports a dead stream; the flight and what was recorded go on
-            stream.error = f"{type(exc).__name__}: {exc}"
+
+class OnboardWatch:
+    """CameraWatch's counterpart with detection onboard: the units and the station's bus."""
+
+    def __init__(self, sim: SimulatedFleet, config: DemoConfig, site: Site, recorder: RunRecorder, work: Path,
+                 console: Console, cot: CotLink | None = None) -> None:  # fmt: skip
+        from groundstation.demo.onboard import OnboardUnits
+
+        self.units = OnboardUnits(
+            sim, config.site, site.name, recorder, work, model=config.model, broker_url=config.broker_url,
+            pki_dir=config.pki_dir, on_alert=console.alert, on_problem=lambda line: console.say(f"bus: {line}"),
+            cot=cot, site=site, intrinsics=sim.intrinsics,
+        )  # fmt: skip
+        self.streams = [StreamState(f"unit-{i + 1}") for i in range(len(sim.urls))]
+        self.ais = None  # the units would read AIS themselves (onboard --ais); the demo does not give them any yet
+
+    def rates(self, elapsed_s: float) -> list[tuple[str, float]]:
+        return self.units.rates()
+
+    @property
+    def problem(self) -> str | None:
+        return self.units.problem
+
+    def close(self) -> None:
+        self.units.close()
+        for stream, view in zip(self.streams, self.units.views(), strict=False):
+            stream.frames = view.frames
 
 
 @dataclass(frozen=True)
@@ -295,8 +292,12 @@ async def fly_plans(
     on_event: Callable[[FleetEvent], None] | None = None,
     on_states: Callable[[tuple[VehicleState, ...]], None] | None = None,
     connect_timeout_s: float = 30.0,
+    clock: Callable[[], float] = time.monotonic,
 ) -> list[SortiesOutcome]:
-    """Every drone flies its sorties in turn, all drones at once; telemetry and events go into the run."""
+    """Every drone flies its sorties in turn, all drones at once; telemetry and events go into the run.
+
+    `timeout_s` runs on `clock`: the simulation's, which stops while the simulation waits for its cameras.
+    """
     async with FleetLink.connect(list(urls), timeout_s=connect_timeout_s) as fleet:
 
         async def record_states() -> None:
@@ -324,14 +325,16 @@ async def fly_plans(
             for vehicle, sorties in zip(fleet, plan.sorties, strict=True)
         ]
         try:
-            await asyncio.wait(flights, timeout=timeout_s)
+            began = clock()
+            while not all(f.done() for f in flights) and clock() - began < timeout_s:
+                await asyncio.wait(flights, timeout=1.0)
             outcomes = []
             for vehicle, sorties, task in zip(fleet, plan.sorties, flights, strict=True):
                 if task.done():
                     outcomes.append(task.result())
                     continue
                 if on_event is not None:
-                    why = f"{vehicle.name}: still flying after {hms(timeout_s)} of wall time: stopped"
+                    why = f"{vehicle.name}: still flying after {hms(timeout_s)} of its own time: stopped"
                     on_event(FleetEvent(vehicle.index, Reason.TIMEOUT, why, time.monotonic(), Severity.ERROR))
                 outcomes.append(SortiesOutcome(vehicle.index, len(sorties)))
             return outcomes
@@ -346,7 +349,7 @@ async def fly_plans(
 
 @dataclass
 class DemoResult:
-    run_dir: Path
+    run_dir: Path | None  # None until the run folder exists
     outcomes: list[SortiesOutcome] = field(default_factory=list)
     kpis: RunKpis | None = None
     report: Path | None = None
@@ -377,7 +380,8 @@ def run_headless(config: DemoConfig, write: Callable[[str], None] = print) -> De
         console.say(ports.note)
     run_dir = new_run_directory(config.runs_dir, site.name)
     result = DemoResult(run_dir)
-    timeout_s = plan.flight_time_s / config.speed_factor * 1.5 + SLACK_S
+    # On the simulation's clock, the drones' own time: it waits when the cameras' pipelines fall behind.
+    timeout_s = plan.flight_time_s * 1.5 + SLACK_S * config.speed_factor
     try:
         _fly_recorded(config, site, plan, ports, console, result, timeout_s)
     except KeyboardInterrupt:
@@ -394,33 +398,89 @@ def _fly_recorded(config, site, plan, ports, console, result, timeout_s) -> None
     with contextlib.ExitStack() as stack:
         sdp_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="borderwatch-demo-")))
         sim = stack.enter_context(
-            simulated_fleet(site, config.drones, config.speed_factor, sdp_dir, ports, config.camera_fps)
+            simulated_fleet(site, config.drones, config.speed_factor, sdp_dir, ports, config.camera_fps, config.px4)
         )
         console.say(
-            f"started {config.drones} simulated drone(s) at {config.speed_factor:g}× real time, cameras streaming "
-            f"H.264/RTP to 127.0.0.1:{', '.join(str(video_port(i, ports.video)) for i in range(config.drones))}"
+            f"started {config.drones} drone(s) on the {sim.kind} at up to {config.speed_factor:g}× real time, "
+            f"cameras at {config.camera_fps:g} frames a second of the drones' time streaming H.264/RTP to "
+            f"127.0.0.1:{', '.join(str(video_port(i, ports.video)) for i in range(config.drones))}"
         )
         names = [(vehicle_name(i), url) for i, url in enumerate(sim.urls)]
         try:
-            recorder = RunRecorder.create(run_dir, site, names, sim.intrinsics, time_scale=config.speed_factor)
+            if config.onboard:  # the units see their cameras in real time: the run goes by the wall clock
+                recorder = RunRecorder.create(
+                    run_dir, site, names, sim.intrinsics, time_scale=config.speed_factor, tsa_url=config.tsa_url
+                )
+            else:
+                recorder = RunRecorder.create(
+                    run_dir, site, names, sim.intrinsics, clock=sim.run_clock, speed_factor=config.speed_factor,
+                    tsa_url=config.tsa_url,
+                )  # fmt: skip
         except OSError as exc:
             raise UserError(f"cannot create the run folder {run_dir}: {exc}") from None
         stack.callback(recorder.close)
-        watch = CameraWatch(sim, site, recorder, config.model, on_alert=console.alert)
-        stack.callback(watch.close)
-        watch.start()
-        console.say(f"recording into {run_dir}; flying (expect about {hms(timeout_s - SLACK_S)})")
+        cot = None
+        if config.cot_urls:  # closed after the cameras, which end their tracks on it
+            from vision.cot.link import open_cot
+
+            cot = open_cot(config.cot_urls, bus_site(site.name), site.zones, say=console.say)
+            stack.callback(lambda: console.say(cot.summary()))
+            stack.callback(cot.close)
+            console.say(f"CoT: drones, tracks, alerts and zones to {', '.join(cot.sender.stats())}")
+        if config.onboard:
+            watch = OnboardWatch(sim, config, site, recorder, sdp_dir, console, cot)
+            stack.callback(watch.close)
+            console.say(f"one onboard unit per drone, publishing to the broker at {watch.units.broker_url}")
+        else:
+            feed = _ais(config, sim, site, run_dir, stack, console) if config.ais else None
+            watch = CameraWatch(sim, site, recorder, config.model, on_alert=console.alert, ais=feed, cot=cot)
+            stack.callback(watch.close)
+            watch.start()
+        console.say(f"recording into {run_dir}; flying {hms(plan.flight_time_s)} of the drones' time")
         flying_since = time.monotonic()
         result.streams = watch.streams
         try:
-            result.outcomes = asyncio.run(_fly_with_status(sim, plan, recorder, watch, console, config, timeout_s))
+            result.outcomes = asyncio.run(_fly_with_status(sim, plan, recorder, watch, console, config, timeout_s, cot))
         except FleetError as exc:  # the drones could not be reached or flown: said, and what was recorded is kept
             result.problems.append(f"{exc.reason.value}: {exc}")
         result.flight_wall_s = time.monotonic() - flying_since
         result.problems += [p for p in (sim.problem, watch.problem) if p is not None]
+        for stream, stats in zip(watch.streams, sim.cameras.stats, strict=True):
+            if stats.skipped:  # PX4 does not wait for its cameras
+                console.say(f"{stream.name}: {stats.skipped} frame(s) skipped, the vehicle ran ahead of the camera")
+            if stats.unconsumed:
+                console.say(f"{stream.name}: the simulation went on {stats.unconsumed} time(s) without detection")
 
 
-async def _fly_with_status(sim, plan, recorder, watch, console, config, timeout_s) -> list[SortiesOutcome]:
+def _ais(config: DemoConfig, sim: SimulatedFleet, site: Site, run_dir: Path, stack: contextlib.ExitStack, console):
+    """The world's AIS on a free UDP port, and the station's feed of it (on the run's clock); the simulator's
+    truth of who is dark and who lies goes to the run folder's ais-truth.json, for scoring, never for the report."""
+    from sitl.synthetic.ais import AisScenario, broadcast_world
+    from vision.ais.feed import AisFeed
+
+    feed = AisFeed("udp://127.0.0.1:0", site.frame, clock=sim.run_clock, say=console.say).start()
+    stack.callback(feed.close)
+    host, port = feed.source.address  # type: ignore[union-attr]
+    url = f"udp://{host}:{port}"
+    world = sim.cameras.world
+    scenario = AisScenario.load(config.ais_scenario) if config.ais_scenario else AisScenario.random(world, 0, 1, 1)
+    broadcaster = stack.enter_context(
+        broadcast_world(sim.cameras, scenario, url, run_dir / "ais-truth.json", site.frame)
+    )
+    roles = [scenario.of(i).role.value for i in range(len(broadcaster.vessels))]
+    console.say(f"AIS: {len(roles)} vessel(s) broadcast to {url} ({roles.count('dark')} dark, "
+                f"{roles.count('spoof')} spoofing); the station reads it")  # fmt: skip
+    return feed
+
+
+def _ais_state(feed: AisTargets, now_s: float) -> str:
+    status = feed.status(now_s)
+    if status.state in (FeedState.LIVE, FeedState.SILENT):
+        return f"{status}, {len(feed.targets(now_s))} vessel(s)"
+    return str(status)
+
+
+async def _fly_with_status(sim, plan, recorder, watch, console, config, timeout_s, cot=None) -> list[SortiesOutcome]:
     latest: list[tuple[VehicleState, ...]] = [()]
     started = time.monotonic()
 
@@ -428,26 +488,30 @@ async def _fly_with_status(sim, plan, recorder, watch, console, config, timeout_
         while True:
             await asyncio.sleep(config.status_every_s)
             if latest[0]:
-                console.say(status_line(latest[0], watch.rates(time.monotonic() - started), console.alerts))
+                ais = None if watch.ais is None else _ais_state(watch.ais, sim.run_clock())
+                console.say(status_line(latest[0], watch.rates(time.monotonic() - started), console.alerts, ais))
             problem = sim.problem or watch.problem
             if problem is not None:
                 console.say(f"problem: {problem}")
 
     def on_states(snapshot: tuple[VehicleState, ...]) -> None:
         latest[0] = snapshot
+        if cot is not None:
+            report_states(cot.feed, snapshot)
 
     ticker = asyncio.create_task(status())
     try:
         return await fly_plans(
-            sim.urls, plan, recorder, timeout_s=timeout_s, on_event=console.event, on_states=on_states
-        )
+            sim.urls, plan, recorder, timeout_s=timeout_s, on_event=console.event, on_states=on_states,
+            clock=sim.run_clock,
+        )  # fmt: skip
     finally:
         ticker.cancel()
         await asyncio.gather(ticker, return_exceptions=True)
 
 
 def _report(run_dir: Path):
-    from groundstation.report import default_report_path, write_report
+    from groundstation.runs.report import default_report_path, write_report
 
     run = read_run(run_dir)
     kpis = compute_run_kpis(run)
@@ -455,7 +519,8 @@ def _report(run_dir: Path):
 
 
 def summary(result: DemoResult, elapsed_s: float) -> str:
-    lines = [f"demo {'finished' if result.ok else 'FAILED'} in {hms(elapsed_s)}; run folder {result.run_dir}"]
+    folder = "no run folder" if result.run_dir is None else f"run folder {result.run_dir}"
+    lines = [f"demo {'finished' if result.ok else 'FAILED'} in {hms(elapsed_s)}; {folder}"]
     for o in result.outcomes:
         flown = sum(f.ok for f in o.flights)
         verdict = "landed and disarmed" if o.ok else "FAILED"

@@ -7,18 +7,27 @@ import json
 import sys
 from pathlib import Path
 
-from groundstation.progress import Progress
-from missions.errors import InputError
-from missions.formats import load_site, read_site
-from missions.formats.geojson import write_geojson
-from missions.formats.kml import write_kml
-from missions.formats.qgc_plan import write_plan
+from groundstation.commands.progress import Progress
+from missions.errors import InputError, RequestError
+from missions.formats import load_site, read_site_unvalidated
+from missions.formats.export import export_patrol, sortie_label
 from missions.planners.camera import Camera
 from missions.planners.kpi import compute_kpis, format_kpis
-from missions.planners.output import PlannedSortie, sortie_plans
+from missions.planners.output import sortie_plans
 from missions.planners.patrol import Along, PatrolRequest, Pattern, plan_patrol
 
 _CAMERA = Camera()
+# The request fields that the planner's messages name, as the options that set them.
+_OPTIONS = {
+    "altitude_m": "--altitude",
+    "spacing_m": "--spacing",
+    "drones": "--drones",
+    "speed_m_s": "--speed",
+    "endurance_min": "--endurance",
+    "reserve_pct": "--reserve",
+    "margin_m": "--margin",
+    "standoff_m": "--standoff",
+}
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -60,7 +69,7 @@ def _request(args: argparse.Namespace) -> PatrolRequest:
         raise InputError("camera options", str(exc)) from None
     route = route_source = None
     if args.route:
-        route = read_site(args.route).route
+        route = read_site_unvalidated(args.route).route
         route_source = args.route
         if not route:
             raise InputError(args.route, "holds no route: expected a LineString or a .plan mission")
@@ -81,55 +90,31 @@ def _request(args: argparse.Namespace) -> PatrolRequest:
     )
 
 
-def plan_file_names(output: str, planned: list[PlannedSortie], drones: int) -> list[Path]:
-    """OUT.plan for one flight; OUT-D.plan per drone; OUT-D-sK.plan (OUT-sK.plan) per sortie."""
-    out = Path(output)
-    stem = out.with_suffix("") if out.suffix == ".plan" else out
-    per_drone = {p.drone: 0 for p in planned}
-    for p in planned:
-        per_drone[p.drone] += 1
-    names = []
-    for p in planned:
-        name = str(stem)
-        if drones > 1:
-            name += f"-{p.drone}"
-        if per_drone[p.drone] > 1:
-            name += f"-s{p.number}"
-        names.append(Path(name + ".plan"))
-    return names
-
-
 def run(args: argparse.Namespace) -> int:
     site = load_site(args.site)
     for warning in site.warnings:
         print(f"borderwatch: warning: {warning}", file=sys.stderr)
     request = _request(args)
     progress = Progress(f"planning {request.pattern.value} over {site.name}")
-    patrol = plan_patrol(site, request, progress=progress)
+    try:
+        patrol = plan_patrol(site, request, progress=progress)
+    except RequestError as exc:
+        option = _OPTIONS.get(exc.parameter)
+        if option is None:
+            raise
+        raise RequestError(exc.source, exc.parameter, option, exc.complaint) from None
     progress.done()
     for warning in patrol.warnings:
         print(f"borderwatch: warning: {warning}", file=sys.stderr)
     planned = sortie_plans(patrol)
     kpis = compute_kpis(patrol)
-    written: list[Path] = []
-    if args.output:
-        for path, p in zip(plan_file_names(args.output, planned, request.drones), planned, strict=True):
-            path.parent.mkdir(parents=True, exist_ok=True)
-            write_plan(p.plan, path)
-            written.append(path)
-    routes = [(_label(p, request.drones), {"drone": p.drone, "sortie": p.number}, p.route_deg) for p in planned]
-    if args.geojson:
-        written.append(write_geojson(args.geojson, site, routes))
-    if args.kml:
-        Path(args.kml).parent.mkdir(parents=True, exist_ok=True)
-        write_kml(site, args.kml, [(name, list(coords)) for name, _props, coords in routes])
-        written.append(Path(args.kml))
+    written = export_patrol(site, planned, request.drones, plan=args.output, geojson=args.geojson, kml=args.kml)
     if args.map:
-        from groundstation.maps import MapRoute, write_preview_map
+        from groundstation.runs.maps import MapRoute, write_preview_map
 
         map_routes = [
             MapRoute(
-                _label(p, request.drones),
+                sortie_label(p, request.drones),
                 tuple((lat, lon) for lon, lat, _alt in p.route_deg),
                 group=f"drone {p.drone}",
             )
@@ -146,7 +131,3 @@ def run(args: argparse.Namespace) -> int:
         for path in written:
             print(f"wrote {path}")
     return 0
-
-
-def _label(p: PlannedSortie, drones: int) -> str:
-    return f"drone {p.drone} sortie {p.number}" if drones > 1 else f"sortie {p.number}"

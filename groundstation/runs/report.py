@@ -1,9 +1,12 @@
 """A run's report: one HTML page with a map of what was planned, flown, seen and found, and the KPIs.
 
-The map is the preview map of :mod:`groundstation.maps` (offline Leaflet beside the page, zones
+The map is the preview map of :mod:`groundstation.runs.maps` (offline Leaflet beside the page, zones
 coloured by role and risk, planned routes per vehicle) with the run's layers drawn on top: the
 ground the cameras saw, the flown tracks, detections by class and alerts whose popups show the
-evidence snapshot. Everything the page needs lies in one folder::
+evidence snapshot. Each alert is drawn and listed as its verified evidence record says it, with the
+key that signed it; a line of alerts.jsonl that the verified evidence does not bear out (it differs
+from its record, has none, or its record's log does not verify) is listed in red as unverified, with
+the reason. Everything the page needs lies in one folder::
 
     OUT_DIR/report.html
     OUT_DIR/report_files/leaflet/      Leaflet, copied from the npm install
@@ -29,9 +32,8 @@ from branca.element import Element, MacroElement
 from folium.template import Template
 from shapely.geometry.base import BaseGeometry
 
-from groundstation.maps import RISK_COLORS, MapLegend, MapRoute, map_text, route_color, write_preview_map
-from groundstation.run_data import RunData, TelemetryPoint
-from groundstation.run_kpis import (
+from groundstation.runs import vessels
+from groundstation.runs.kpis import (
     VISIT_FOOTPRINT_SHARE,
     VISIT_GAP_S,
     VISIT_ZONE_SHARE,
@@ -40,23 +42,27 @@ from groundstation.run_kpis import (
     hms,
     seen_area_m,
 )
-from vision.alerts import Alert
+from groundstation.runs.maps import MapLegend, MapRoute, map_text, write_preview_map
+from groundstation.runs.reader import AlertCheck, EvidenceAlert, RunData, TelemetryPoint
+from groundstation.runs.style import (
+    AIS_MARKERS,
+    ALERT_OUTLINE_COLOR,
+    DETECTION_COLORS,
+    SEEN_COLOR,
+    UNVERIFIED_COLOR,
+    risk_color,
+    route_color,
+)
+from vision.alerts import Alert, RuleKind
 from vision.detections import ObjectClass
 
-SEEN_COLOR = "#4fc3f7"
-CLASS_COLORS = {
-    ObjectClass.VESSEL: "#0277bd",
-    ObjectClass.VEHICLE: "#ef6c00",
-    ObjectClass.PERSON: "#c2185b",
-    ObjectClass.OTHER: "#616161",
-}
 # A track's position is drawn at most this often, and at most this many markers in all: an hour's
 # patrol records tens of thousands of sightings, and a map of them all is a slow smear.
 DETECTION_EVERY_S = 10.0
 MAX_DETECTION_MARKERS = 3000
 # A flown track is broken where telemetry stopped this long (a link loss), rather than drawn straight across.
 TRACK_GAP_S = 60.0
-MAX_ALERT_ROWS = 200
+MAX_ALERT_ROWS = 200  # verified ones: every unverified line is listed
 
 
 def default_report_path(run_dir: str | Path) -> Path:
@@ -69,12 +75,13 @@ def write_report(run: RunData, out_html: str | Path, kpis: RunKpis | None = None
     kpis = kpis or compute_run_kpis(run)
     assets = out_html.parent / f"{out_html.stem}_files"
     snapshot_urls = _copy_snapshots(run, assets / "snapshots", f"{quote(assets.name)}/snapshots")
+    ais_reports = vessels.verified_ais_reports(run)
 
     def add_layers(fmap: folium.Map, legend: MapLegend) -> None:
         _draw_seen(fmap, run, legend)
         _draw_tracks(fmap, run, kpis, legend)
         _draw_detections(fmap, run, legend)
-        _draw_alerts(fmap, run, snapshot_urls, legend)
+        _draw_alerts(fmap, run, snapshot_urls, ais_reports, legend)
         fmap.get_root().header.add_child(Element(_STYLE), name="borderwatch_report_style")
         fmap.add_child(_BelowMap(_kpi_section(run, kpis, snapshot_urls)))
 
@@ -94,14 +101,14 @@ def _planned_routes(run: RunData) -> list[MapRoute]:
 
 
 def _copy_snapshots(run: RunData, folder: Path, url_prefix: str) -> dict[str, str]:
-    """Copy each alert's evidence JPEG beside the report; alert_id → URL relative to the page."""
+    """Copy each verified alert's evidence JPEG beside the report; alert_id → URL relative to the page."""
     urls = {}
-    for alert_id, source in run.snapshots.items():
-        if not source.is_file():
+    for alert_id, record in run.verified_alerts.items():
+        if record.snapshot is None or not record.snapshot.is_file():
             continue
         folder.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(source, folder / source.name)
-        urls[alert_id] = f"{url_prefix}/{quote(source.name)}"
+        shutil.copyfile(record.snapshot, folder / record.snapshot.name)
+        urls[alert_id] = f"{url_prefix}/{quote(record.snapshot.name)}"
     return urls
 
 
@@ -171,12 +178,13 @@ def _draw_detections(fmap: folium.Map, run: RunData, legend: MapLegend) -> None:
                 continue
             last_drawn[key] = frame.frame_time_s
             track = "" if d.track_id is None else f" #{d.track_id}"
-            text = f"{d.object_class.value}{track} ({d.confidence:.2f}) at {_clock(frame.frame_time_s)}"
+            vessel = "" if d.mmsi is None else f" — {vessels.vessel_label(d.mmsi, d.vessel_name)}"
+            text = f"{d.object_class.value}{track} ({d.confidence:.2f}) at {_clock(frame.frame_time_s)}{vessel}"
             per_class.setdefault(d.object_class, []).append((d.lat_deg, d.lon_deg, text))
     total = sum(len(v) for v in per_class.values())
     step = max(1, math.ceil(total / MAX_DETECTION_MARKERS))
     for cls in sorted(per_class, key=lambda c: c.value):
-        color = CLASS_COLORS[cls]
+        color = DETECTION_COLORS[cls]
         layer = folium.FeatureGroup(name=f"Detections: {cls.value}").add_to(fmap)
         for lat, lon, text in per_class[cls][::step]:
             folium.CircleMarker(
@@ -185,30 +193,80 @@ def _draw_detections(fmap: folium.Map, run: RunData, legend: MapLegend) -> None:
         legend.add("dot", color, f"Detection: {cls.value}")
 
 
-def _draw_alerts(fmap: folium.Map, run: RunData, snapshot_urls: Mapping[str, str], legend: MapLegend) -> None:
-    alerts = _unique_alerts(run)
-    if not alerts:
-        return
-    layer = folium.FeatureGroup(name="Alerts").add_to(fmap)
-    for alert in alerts:
-        marker = folium.CircleMarker(
-            (alert.lat_deg, alert.lon_deg),
-            radius=9,
-            color="#111111",
-            weight=2,
-            fill_color=RISK_COLORS[min(max(alert.risk, 1), 5)],
-            fill_opacity=1.0,
-            tooltip=map_text(f"{alert.severity.upper()}: {alert.message}"),
-        ).add_to(layer)
-        marker.add_child(_HtmlPopup(_alert_popup(alert, snapshot_urls.get(alert.alert_id))))
-    legend.add("ring", "#111111", "Alert (filled by zone risk)")
+def _draw_alerts(
+    fmap: folium.Map,
+    run: RunData,
+    snapshot_urls: Mapping[str, str],
+    ais_reports: Mapping[str, tuple[vessels.HeldAisReport, ...]],
+    legend: MapLegend,
+) -> None:
+    # An unverified line whose alert has a verified record is told in that record's popup, not drawn over it.
+    unverified = [c for c in run.unverified_alerts if c.alert.alert_id not in run.verified_alerts]
+    layers: dict[RuleKind | None, folium.FeatureGroup] = {}
+    for record in _verified(run):
+        alert = record.alert
+        ais = AIS_MARKERS.get(alert.rule)
+        key = alert.rule if ais else None
+        if key not in layers:
+            layers[key] = folium.FeatureGroup(name=f"Alerts: {ais.label}" if ais else "Alerts").add_to(fmap)
+            if ais:
+                legend.add(ais.legend_kind, ais.color, ais.label)
+            else:
+                legend.add("ring", ALERT_OUTLINE_COLOR, "Alert (filled by zone risk)")
+        tooltip = map_text(f"{alert.severity.upper()}: {alert.message}")
+        if ais is None:
+            marker = folium.CircleMarker(
+                (alert.lat_deg, alert.lon_deg),
+                radius=9,
+                color=ALERT_OUTLINE_COLOR,
+                weight=2,
+                fill_color=risk_color(alert.risk),
+                fill_opacity=1.0,
+                tooltip=tooltip,
+            )
+        else:
+            marker = folium.Marker(
+                (alert.lat_deg, alert.lon_deg),
+                icon=folium.DivIcon(ais.html, icon_size=(20, 20), icon_anchor=(10, 10), class_name="borderwatch-ais"),
+                tooltip=tooltip,
+            )
+        marker.add_to(layers[key])
+        differing = [c for c in run.unverified_alerts if c.alert.alert_id == alert.alert_id]
+        popup = _alert_popup(
+            alert, snapshot_urls.get(alert.alert_id), record.signed_by, differing, ais_reports.get(alert.alert_id)
+        )
+        marker.add_child(_HtmlPopup(popup))
+    if unverified:
+        layer = folium.FeatureGroup(name="Unverified alerts").add_to(fmap)
+        for check in unverified:
+            alert = check.alert
+            marker = folium.CircleMarker(
+                (alert.lat_deg, alert.lon_deg),
+                radius=9,
+                color=UNVERIFIED_COLOR,
+                weight=3,
+                dash_array="4 3",
+                fill_color="#ffffff",
+                fill_opacity=0.9,
+                tooltip=map_text(f"UNVERIFIED {alert.severity.upper()}: {alert.message}"),
+            ).add_to(layer)
+            marker.add_child(_HtmlPopup(_alert_popup(alert, None, None, [check])))
+        legend.add("ring", UNVERIFIED_COLOR, "Unverified alert (alerts.jsonl only)")
 
 
-def _unique_alerts(run: RunData) -> list[Alert]:
-    return sorted({a.alert_id: a for a in run.alerts}.values(), key=lambda a: a.time_s)
+def _verified(run: RunData) -> list[EvidenceAlert]:
+    return sorted(run.verified_alerts.values(), key=lambda r: (r.alert.time_s, r.alert.alert_id))
 
 
-def _alert_popup(alert: Alert, snapshot_url: str | None) -> str:
+def _alert_popup(
+    alert: Alert,
+    snapshot_url: str | None,
+    signed: str | None,
+    unverified: list[AlertCheck],
+    ais: tuple[vessels.HeldAisReport, ...] | None = None,
+) -> str:
+    """The alert as ``signed`` (its verified record) says it, else as alerts.jsonl does; the lines of alerts.jsonl
+    that the record does not bear out in red; the AIS reports its verified record holds."""
     e = html.escape
     track = "" if alert.track_id is None else f" #{alert.track_id}"
     rows = [
@@ -216,13 +274,19 @@ def _alert_popup(alert: Alert, snapshot_url: str | None) -> str:
         f"{e(alert.iso_time)} · zone {e(alert.zone)} (risk {alert.risk})",
         f"{e(alert.object_class.value)}{track} · {e(alert.rule.value)} · {e(alert.source)}",
     ]
-    image = (
-        f'<br><a href="{e(snapshot_url)}" target="_blank"><img class="borderwatch-snapshot" src="{e(snapshot_url)}" '
-        f'alt="evidence snapshot"></a>'
-        if snapshot_url
-        else "<br><i>no evidence snapshot</i>"
-    )
-    return "<br>".join(rows) + image
+    if alert.mmsi is not None:
+        rows.append(f"<b>{e(vessels.vessel_label(alert.mmsi, alert.vessel_name))}</b>")
+    if signed:
+        rows.append(f'<span class="borderwatch-verified">{e(signed)}</span>')
+    rows += [f'<span class="borderwatch-unverified">{e(c.unverified_line)}</span>' for c in unverified]
+    if snapshot_url:
+        image = (
+            f'<br><a href="{e(snapshot_url)}" target="_blank"><img class="borderwatch-snapshot" '
+            f'src="{e(snapshot_url)}" alt="evidence snapshot"></a>'
+        )
+    else:
+        image = "<br><i>no evidence snapshot</i>" if signed else "<br><i>no verified evidence snapshot</i>"
+    return "<br>".join(rows) + vessels.ais_reports_html(ais or ()) + image
 
 
 class _HtmlPopup(MacroElement):
@@ -278,13 +342,16 @@ def _clock(time_s: float) -> str:
 def _kpi_section(run: RunData, k: RunKpis, snapshot_urls: Mapping[str, str]) -> str:
     e = html.escape
     ended = f"ended {e(k.ended)}" if k.ended else "not closed"
+    ais = "" if k.ais is None else f'<p class="ais">{e(k.ais.summary)}</p>'
+    unverified = f", {k.unverified_alerts} unverified in alerts.jsonl" if k.unverified_alerts else ""
     parts = [
         '<section class="borderwatch-report">',
         f"<h1>{e(k.site)}: patrol run</h1>",
         f"<p>Started {e(k.started)}, {ended}, {hms(k.duration_s)}; {k.frames} camera frames recorded.</p>",
+        ais,
         ""
-        if k.time_scale == 1.0
-        else f"<p>Simulated at {k.time_scale:g}× real time: durations and revisits are in the drones' own time.</p>",
+        if k.simulated_at is None
+        else f"<p>Simulated at {k.simulated_at}: durations and revisits are in the drones' own time.</p>",
         f'<p class="verdict {"ok" if k.evidence.ok else "bad"}"><b>Evidence:</b> {e(k.evidence.verdict)}</p>',
         "<h2>Coverage</h2>",
         _table(
@@ -334,9 +401,20 @@ def _kpi_section(run: RunData, k: RunKpis, snapshot_urls: Mapping[str, str]) -> 
                 for cls in sorted(set(k.detections_per_class) | set(k.tracks_per_class) | set(k.alerts_per_class))
             ],
         ),
-        f"<h2>Alerts ({k.alerts})</h2>",
+        f"<h2>Alerts ({k.alerts}{unverified})</h2>",
         _alerts_table(run, snapshot_urls),
     ]
+    if k.ais is not None:
+        rows = vessels.vessel_rows(run)
+        parts += [
+            "<h2>Vessels seen</h2>",
+            f"<p class='note'>{vessels.VESSELS_NOTE}</p>",
+            _table(
+                vessels.VESSEL_HEADER,
+                [vessels.vessel_cells(r) for r in rows],
+                [vessels.vessel_row_class(r) for r in rows],
+            ),
+        ]
     if k.warnings:
         parts += ["<h2>Warnings</h2>", "<ul>", *(f"<li>{e(w)}</li>" for w in k.warnings), "</ul>"]
     parts.append("</section>")
@@ -344,23 +422,32 @@ def _kpi_section(run: RunData, k: RunKpis, snapshot_urls: Mapping[str, str]) -> 
 
 
 def _alerts_table(run: RunData, snapshot_urls: Mapping[str, str]) -> str:
-    alerts = _unique_alerts(run)
-    rows = []
-    for a in alerts[:MAX_ALERT_ROWS]:
+    verified = _verified(run)
+    rows: list[tuple[tuple, tuple, str]] = []  # (sort key, cells, row class)
+    for record in verified[:MAX_ALERT_ROWS]:
+        a = record.alert
         url = snapshot_urls.get(a.alert_id)
-        rows.append(
-            (
-                a.iso_time,
-                a.severity,
-                a.zone,
-                a.object_class.value,
-                a.message,
-                _Link(url, "snapshot") if url else "—",
-            )
+        cells = (a.iso_time, a.severity, a.zone, a.object_class.value, a.message, record.signed_by)
+        rows.append(((a.time_s, a.alert_id, 0), (*cells, _Link(url, "snapshot") if url else "—"), ""))
+    for check in run.unverified_alerts:
+        a = check.alert
+        cells = (a.iso_time, a.severity, a.zone, a.object_class.value, a.message, check.unverified_line, "—")
+        rows.append(((a.time_s, a.alert_id, 1), cells, "unverified"))
+    rows.sort(key=lambda row: row[0])
+    header = ("Time (UTC)", "Severity", "Zone", "Class", "Message", "Signature", "Evidence")
+    table = _table(header, [cells for _, cells, _ in rows], [css for _, _, css in rows])
+    if run.unverified_alerts:
+        n = len(run.unverified_alerts)
+        lines = "line of alerts.jsonl is" if n == 1 else "lines of alerts.jsonl are"
+        table = (
+            f'<p class="verdict bad"><b>{n} {lines} not borne out by the verified evidence</b>: '
+            "listed in red as unverified, with the reason. The other rows are as their signed evidence "
+            "records say.</p>" + table
         )
-    table = _table(("Time (UTC)", "Severity", "Zone", "Class", "Message", "Evidence"), rows)
-    if len(alerts) > MAX_ALERT_ROWS:
-        table += f"<p class='note'>The first {MAX_ALERT_ROWS} of {len(alerts)} alerts; all are on the map.</p>"
+    if len(verified) > MAX_ALERT_ROWS:
+        table += (
+            f"<p class='note'>The first {MAX_ALERT_ROWS} of {len(verified)} verified alerts; all are on the map.</p>"
+        )
     return table
 
 
@@ -372,15 +459,21 @@ class _Link:
         return f'<a href="{html.escape(self.url)}" target="_blank">{html.escape(self.text)}</a>'
 
 
-def _table(header: tuple[str, ...], rows: list[tuple]) -> str:
+def _table(header: tuple[str, ...], rows: list[tuple], row_classes: list[str] | None = None) -> str:
     if not rows:
         return "<p class='note'>None.</p>"
 
     def cell(value: object) -> str:
         return value.__html__() if isinstance(value, _Link) else html.escape(str(value))
 
+    def tr(css: str) -> str:
+        return f'<tr class="{html.escape(css)}">' if css else "<tr>"
+
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{cell(v)}</td>" for v in row) + "</tr>" for row in rows)
+    classes = row_classes or [""] * len(rows)
+    body = "".join(
+        tr(css) + "".join(f"<td>{cell(v)}</td>" for v in row) + "</tr>" for row, css in zip(rows, classes, strict=True)
+    )
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
@@ -403,4 +496,12 @@ _STYLE = """<style>
     .borderwatch-report .verdict { padding: 6px 10px; border-radius: 4px; }
     .borderwatch-report .verdict.ok { background: #e8f5e9; border: 1px solid #2e7d32; }
     .borderwatch-report .verdict.bad { background: #ffebee; border: 1px solid #c62828; }
+    .borderwatch-report tr.unverified td { color: #c62828; background: #ffebee; font-weight: bold; }
+    .borderwatch-report tr.dark td { color: #c62828; background: #ffebee; font-weight: bold; }
+    .borderwatch-report tr.not-seen td { color: #8a4b00; background: #fff3e0; font-weight: bold; }
+    .borderwatch-ais { background: none; border: none; }
+    .borderwatch-ais-reports table { border-collapse: collapse; margin-top: 4px; font-size: 11px; }
+    .borderwatch-ais-reports th, .borderwatch-ais-reports td { border: 1px solid #ccc; padding: 1px 4px; }
+    .borderwatch-unverified { color: #c62828; font-weight: bold; }
+    .borderwatch-verified { color: #2e7d32; }
 </style>"""

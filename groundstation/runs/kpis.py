@@ -27,7 +27,8 @@ import numpy as np
 import shapely
 from shapely.geometry.base import BaseGeometry
 
-from groundstation.run_data import RunData, TelemetryPoint
+from groundstation.runs.reader import RunData, TelemetryPoint
+from groundstation.runs.vessels import AisKpis, ais_kpis
 from missions.geo import haversine_m
 
 VISIT_ZONE_SHARE = 0.2
@@ -84,6 +85,16 @@ class RunKpis:
     evidence: EvidenceKpis
     warnings: tuple[str, ...]
     time_scale: float = 1.0  # the times above are simulated time, this many times the recorded clock's
+    speed_factor: float | None = None  # a simulation's, up to which it ran
+    unverified_alerts: int = 0  # distinct lines of alerts.jsonl that the verified evidence does not bear out
+    ais: AisKpis | None = None  # vessel tracks by AIS status; None for a run without AIS
+
+    @property
+    def simulated_at(self) -> str | None:
+        """How fast a simulated run went, in words; None for a real one."""
+        if self.speed_factor is not None:
+            return f"up to {self.speed_factor:g}× real time"
+        return None if self.time_scale == 1.0 else f"{self.time_scale:g}× real time"
 
     def to_dict(self) -> dict:
         """Plain JSON-ready values (the counts are read-only mappings here)."""
@@ -94,6 +105,10 @@ class RunKpis:
             evidence=asdict(self.evidence),
             warnings=list(self.warnings),
         )
+        if self.ais is None:
+            del out["ais"]  # a run without AIS reads as it did before AIS
+        else:
+            out["ais"] = asdict(self.ais)
         return {k: dict(v) if isinstance(v, Mapping) else v for k, v in out.items()}
 
 
@@ -110,7 +125,7 @@ def compute_run_kpis(run: RunData, visit_gap_s: float = VISIT_GAP_S) -> RunKpis:
     seen = shapely.union_all(footprints) if len(footprints) else shapely.Polygon()
     area = site.free_space(0.0) if site.keep_in_m is not None else None
     seen_in_area = float(area.intersection(seen).area) if area is not None else float(seen.area)
-    alerts = list({a.alert_id: a for a in run.alerts}.values())  # a repeat of an alert is one alert
+    alerts = run.shown_alerts  # one per id, as the verified evidence says it where it can
     zone_alerts = Counter(a.zone for a in alerts)
     zones = []
     for zone in site.watch:
@@ -152,9 +167,12 @@ def compute_run_kpis(run: RunData, visit_gap_s: float = VISIT_GAP_S) -> RunKpis:
         alerts_per_class=_frozen(Counter(a.object_class.value for a in alerts)),
         detections_per_class=_frozen(sightings),
         tracks_per_class=_frozen(Counter(first_class.values())),
-        evidence=_evidence(run),
+        evidence=evidence_kpis(run),
         warnings=run.warnings,
         time_scale=run.time_scale,
+        speed_factor=run.speed_factor,
+        unverified_alerts=len(run.unverified_alerts),
+        ais=ais_kpis(run),
     )
 
 
@@ -201,23 +219,72 @@ def _vehicles(run: RunData) -> tuple[VehicleKpis, ...]:
     return tuple(out)
 
 
-def _evidence(run: RunData) -> EvidenceKpis:
+def evidence_kpis(run: RunData) -> EvidenceKpis:
+    """What the evidence of a run is worth: the station's log and each onboard unit's copy, in a verdict."""
+    ground = _ground_evidence(run)
+    if not run.onboard:
+        return ground
+    units = [_unit_evidence(run, unit) for unit in run.onboard]
+    parts = ([] if ground.present and not ground.records and ground.ok else [f"station: {ground.verdict}"]) + [
+        verdict for _, verdict in units
+    ]
+    ok = ground.ok or not ground.present
+    ok = ok and all(unit_ok for unit_ok, _ in units)
+    records = ground.records + sum(u.report.records for u in run.onboard)
+    snapshots = ground.snapshots_verified + sum(u.report.snapshots_verified for u in run.onboard)
+    summary = f"{'intact' if ok else 'NOT INTACT'}: " if len(parts) > 1 else ""
+    return EvidenceKpis(True, ok, records, snapshots, summary + "; ".join(parts))
+
+
+def _unit_evidence(run: RunData, unit) -> tuple[bool, str]:
+    report = unit.report
+    counted = f"{report.records} record(s), {report.snapshots_verified} snapshot(s) verified{_signed(report)}"
+    if not report.ok:
+        return False, f"{unit.name}: {_tampered(report)}"
+    if unit.head_sha256 is None:
+        return run.ended is None, f"{unit.name}: chain intact ({counted}); the unit never said where its log ended"
+    if unit.tail_sha256 != unit.head_sha256 or report.records != unit.head_seq:
+        return False, (
+            f"{unit.name}: NOT THE ONBOARD CHAIN: the copy ({counted}) does not end at the unit's head "
+            f"(record {unit.head_seq}): records missing, cut off, or added after"
+        )
+    return True, f"{unit.name}: intact, the same chain as onboard ({counted})"
+
+
+def _tampered(report) -> str:
+    if report.problem is not None and report.problem.name in ("TRUNCATED", "BAD_HEAD"):
+        return f"TAMPERED: {report.reason}"
+    where = (
+        f"record {report.first_bad_seq} (line {report.first_bad})"
+        if report.first_bad_seq
+        else f"line {report.first_bad}"
+    )
+    return f"TAMPERED at {where}: {report.reason}"
+
+
+def _signed(report) -> str:
+    if not report.records:
+        return ""
+    if not report.signatures_checked:
+        return ", signatures not checked"
+    head = report.last_signed_head
+    heads = f", head signed at record {head.seq}" if head else ", no signed head yet"
+    return f", signed by key {', '.join(report.signers)}{heads}"
+
+
+def _ground_evidence(run: RunData) -> EvidenceKpis:
     report = run.evidence
     if report is None:
         return EvidenceKpis(False, False, 0, 0, "no evidence log in this run")
     if not report.ok:
-        where = (
-            f"record {report.first_bad_seq} (line {report.first_bad})"
-            if report.first_bad_seq
-            else f"line {report.first_bad}"
-        )
-        return EvidenceKpis(True, False, report.records, 0, f"TAMPERED at {where}: {report.reason}")
-    counted = f"{report.records} record(s), {report.snapshots_verified} snapshot(s) verified"
+        return EvidenceKpis(True, False, report.records, 0, _tampered(report))
+    counted = f"{report.records} record(s), {report.snapshots_verified} snapshot(s) verified{_signed(report)}"
     torn = "; a final record cut off by a crash is not counted" if report.torn_tail else ""
     kept = run.evidence_last_sha256
     if run.ended is None:
         verdict = (
             f"chain intact: {counted}{torn}; the run was not closed, so newest records cut off cannot be ruled out"
+            f"{_stamped(run)}"
         )
         return EvidenceKpis(True, True, report.records, report.snapshots_verified, verdict)
     if kept != run.evidence_tail_sha256 and not (kept is None and report.records == 0):
@@ -226,8 +293,18 @@ def _evidence(run: RunData) -> EvidenceKpis:
             "at the end of the run: records were cut off, or added after"
         )
         return EvidenceKpis(True, False, report.records, report.snapshots_verified, verdict)
-    verdict = f"intact: {counted}, ending with the record kept at the end of the run{torn}"
+    verdict = f"intact: {counted}, ending with the record kept at the end of the run{torn}{_stamped(run)}"
     return EvidenceKpis(True, True, report.records, report.snapshots_verified, verdict)
+
+
+def _stamped(run: RunData) -> str:
+    """Which signed heads the run's TSA gave no timestamp token for (it did not answer in time)."""
+    if run.tsa is None:
+        return ""
+    if not run.heads_without_token:
+        return f"; every signed head has a timestamp token from {run.tsa}"
+    missing = ", ".join(map(str, run.heads_without_token))
+    return f"; NO TIMESTAMP TOKEN for the head(s) signed at record {missing}: the TSA {run.tsa} did not answer"
 
 
 def _duration_s(run: RunData) -> float | None:
@@ -272,8 +349,8 @@ def format_run_kpis(k: RunKpis) -> str:
         f"({hms(k.duration_s)}), {k.frames} frame(s) recorded",
         f"  seen {k.seen_area_m2 / 1e6:.3f} km², {share}",
     ]
-    if k.time_scale != 1.0:
-        lines.insert(1, f"  simulated at {k.time_scale:g}× real time: times are the drones' own")
+    if k.simulated_at is not None:
+        lines.insert(1, f"  simulated at {k.simulated_at}: times are the drones' own")
     for v in k.vehicles:
         lines.append(f"  {v.name}: {v.distance_m / 1000:.2f} km flown in {hms(v.flight_time_s)}")
     for z in k.zones:
@@ -287,7 +364,10 @@ def format_run_kpis(k: RunKpis) -> str:
             f"{z.alerts} alert(s)"
         )
     per_class = ", ".join(f"{n} {c}" for c, n in k.alerts_per_class.items()) or "none"
-    lines.append(f"  alerts: {k.alerts} ({per_class})")
+    unverified = f", {k.unverified_alerts} unverified in alerts.jsonl" if k.unverified_alerts else ""
+    lines.append(f"  alerts: {k.alerts} ({per_class}){unverified}")
+    if k.ais is not None:
+        lines.append(f"  {k.ais.summary}")
     tracks = ", ".join(f"{n} {c}" for c, n in k.tracks_per_class.items()) or "none"
     lines.append(f"  tracked objects: {tracks}")
     lines.append(f"  evidence: {k.evidence.verdict}")

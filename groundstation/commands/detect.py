@@ -8,6 +8,8 @@ import sys
 import threading
 import time
 
+from vision.cot.model import COT_HELP, DEFAULT_COT_URL
+
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser(
@@ -30,7 +32,13 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--ground-amsl", type=float, default=0.0, metavar="M",
                    help="height of the sea/ground plane above mean sea level (default 0)")  # fmt: skip
     p.add_argument("--hfov", type=float, default=80.0, metavar="DEG", help="camera horizontal field of view")
-    p.add_argument("--evidence", metavar="DIR", help="keep a tamper-evident evidence log of alerts here")
+    p.add_argument("--evidence", metavar="DIR", help="keep a signed, tamper-evident evidence log of alerts here")
+    p.add_argument("--key", metavar="FILE", help="the signing key (default: this station's, made on first use)")
+    p.add_argument("--tsa", metavar="URL", help="an RFC 3161 TSA that timestamps each signed head of the evidence")
+    p.add_argument("--ais", metavar="URL", help="an AIS feed (udp://HOST:PORT, tcp://HOST:PORT or a .nmea log): "
+                   "dark vessels and lying positions are alerted (needs --site and --pose)")  # fmt: skip
+    p.add_argument("--cot", metavar="URL", action="append", nargs="?", const=DEFAULT_COT_URL,
+                   help=COT_HELP)  # fmt: skip
     p.add_argument("--alerts", metavar="FILE", help="append alerts to this JSON-lines file")
     p.add_argument("--udp", metavar="HOST:PORT", help="also send alerts and detections as JSON datagrams here")
     p.add_argument("--tile", action="store_true", help="tiled inference, for small vessels seen from altitude")
@@ -64,15 +72,23 @@ def run_detect(args: argparse.Namespace) -> int:
         backend=args.backend,
         conf=args.conf,
         tile=args.tile,
-        site=args.site,
         pose_url=args.pose,
         ground_amsl_m=args.ground_amsl,
         evidence_dir=args.evidence,
+        signing_key=args.key,
+        tsa_url=args.tsa,
+        ais_url=args.ais,
+        cot_urls=tuple(args.cot or ()),
         alerts_file=args.alerts,
         udp=parse_host_port(args.udp) if args.udp else None,
         hfov_deg=args.hfov,
         max_frames=args.max_frames,
     )
+    site = None
+    if args.site:
+        from missions.formats import load_site
+
+        site = load_site(args.site)
     stop = threading.Event()
     started = time.monotonic()
     last_line = [started]
@@ -90,11 +106,11 @@ def run_detect(args: argparse.Namespace) -> int:
             from groundstation.app.video_window import run_with_window
 
             stats = run_with_window(
-                lambda callback: run(options, stop=stop, on_result=_both(on_result, callback)), stop,
+                lambda callback: run(options, site, stop=stop, on_result=_both(on_result, callback)), stop,
                 title=f"borderwatch detect: {args.source}",
             )  # fmt: skip
         else:
-            stats = run(options, stop=stop, on_result=on_result)
+            stats = run(options, site, stop=stop, on_result=on_result)
     except KeyboardInterrupt:
         interrupted = True
         stats = None

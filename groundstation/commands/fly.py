@@ -15,6 +15,7 @@ import time
 from typing import TextIO
 
 from groundstation.fleet import FleetError, FleetEvent, FleetLink, Reason, Severity, VehicleState
+from groundstation.fleet.connections import parse_addresses
 from groundstation.fleet.flight import Flight, FlightOptions, FlightOutcome, fly_all
 from groundstation.fleet.mission import RawPlan, raw_plan
 from groundstation.fleet.state import vehicle_name
@@ -43,7 +44,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         nargs="+",
         default=[],
         metavar="URL",
-        help=f"MAVLink connection of the i-th vehicle (default udpin://0.0.0.0:{DEFAULT_PORT}+i)",
+        help=f"MAVLink connection of the i-th vehicle (default udpin://0.0.0.0:{DEFAULT_PORT}+i); vehicles "
+        "sharing one connection say which system they are: URL?system=N, or URL?system=1-10 for ten",
     )
     p.add_argument("--timeout", type=float, default=3600.0, metavar="S", help="give up after S seconds (3600)")
     p.add_argument(
@@ -60,7 +62,23 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
+def expand_urls(urls: list[str]) -> list[str]:
+    """`URL?system=A-B` stands for the vehicles A to B on one connection, one URL each."""
+    out = []
+    for url in urls:
+        base, sep, query = url.partition("?system=")
+        first, dash, last = query.partition("-")
+        if sep and dash and first.isdigit() and last.isdigit():
+            if not 1 <= int(first) <= int(last) <= 255:
+                raise UserError(f"--connect {url}: the systems must run upwards within 1–255")
+            out += [f"{base}?system={n}" for n in range(int(first), int(last) + 1)]
+        else:
+            out.append(url)
+    return out
+
+
 def _inputs(args: argparse.Namespace) -> tuple[list[str], list[RawPlan], list[str]]:
+    args.connect = expand_urls(args.connect)
     if len(args.connect) > len(args.plans):
         raise UserError(f"{len(args.connect)} --connect URLs for {len(args.plans)} plans: give one plan per vehicle")
     for name in ("timeout", "connect_timeout", "start_retry"):
@@ -73,6 +91,10 @@ def _inputs(args: argparse.Namespace) -> tuple[list[str], list[RawPlan], list[st
             raise InputError(path, "has no mission items: nothing to fly")
         raws.append(raw_plan(plan, source=path))
     urls = list(args.connect) + [f"udpin://0.0.0.0:{DEFAULT_PORT + i}" for i in range(len(args.connect), len(raws))]
+    try:
+        parse_addresses(urls)
+    except ValueError as exc:
+        raise UserError(f"--connect: {exc}") from None
     return list(args.plans), raws, urls
 
 

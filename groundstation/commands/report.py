@@ -6,9 +6,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from groundstation.report import default_report_path, write_report
-from groundstation.run_data import read_run
-from groundstation.run_kpis import compute_run_kpis, format_run_kpis
+from groundstation.runs.kpis import compute_run_kpis, format_run_kpis
+from groundstation.runs.reader import read_run
+from groundstation.runs.report import default_report_path, write_report
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:

@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from groundstation.fleet.state import FleetEvent, Reason, Severity, VehicleState, vehicle_name
-from groundstation.run_kpis import hms
+from groundstation.runs.kpis import hms
 from vision.alerts import Alert
 
 # Events worth a line as they happen; the rest (items reached, status texts) show in the status line.
@@ -32,15 +32,22 @@ class Console:
     def alert(self, alert: Alert) -> None:
         with self._lock:
             self.alerts += 1
-        self.say(f"ALERT {alert.severity}: {alert.message} ({alert.source})")
+        named = "" if alert.mmsi is None else f" [{alert.vessel_name or 'MMSI'} {alert.mmsi}]"
+        self.say(f"ALERT {alert.severity}: {alert.message}{named} ({alert.source})")
 
     def event(self, event: FleetEvent) -> None:
         if event.severity >= Severity.WARNING or event.reason in _SHOWN:
             self.say(event.message)
 
+    def status(self, states: Sequence[VehicleState], streams: Sequence[tuple[str, float]] = ()) -> str:
+        return status_line(states, streams, self.alerts)
 
-def status_line(states: Sequence[VehicleState], streams: Sequence[tuple[str, float]], alerts: int) -> str:
-    """Every vehicle's mode, mission item, height and battery; each stream's frame rate; the alerts so far."""
+
+def status_line(
+    states: Sequence[VehicleState], streams: Sequence[tuple[str, float]], alerts: int, ais: str | None = None
+) -> str:
+    """Every vehicle's mode, mission item, height and battery; each stream's frame rate; the AIS feed's state
+    (``ais``: "live, 12 vessel(s)", "dead: no line for 1m05s"); the alerts so far."""
     parts = []
     for s in states:
         item = f"item {max(s.mission_current, 0)}/{s.mission_total}" if s.mission_total else "no mission"
@@ -49,4 +56,6 @@ def status_line(states: Sequence[VehicleState], streams: Sequence[tuple[str, flo
         link = "" if s.link_ok else " LINK LOST"
         parts.append(f"{vehicle_name(s.vehicle)} {s.flight_mode} {item} {alt} {battery}{link}")
     parts += [f"{name} {fps:.1f} fps" for name, fps in streams]
+    if ais is not None:
+        parts.append(f"AIS {ais}")
     return " | ".join([*parts, f"{alerts} alert(s)"])

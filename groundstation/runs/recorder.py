@@ -3,7 +3,8 @@
 Layout (format tag ``borderwatch-run/1``)::
 
     RUN_DIR/run.json          site_name, started, ended (null while running), vehicles, camera,
-                              evidence_last_sha256 (at close), time_scale (simulated s per wall s)
+                              evidence_last_sha256 (at close), time_scale (simulated s per second of
+                              the recorded clock), speed_factor (a simulation's, up to which it ran)
     RUN_DIR/site.geojson      the site
     RUN_DIR/plans/            vehicle-N.plan, vehicle-N-sK.plan: the QGroundControl plans flown (N from 1)
     RUN_DIR/telemetry.jsonl   one vehicle snapshot per line, ≤ 2 Hz per vehicle plus every change of
@@ -13,9 +14,11 @@ Layout (format tag ``borderwatch-run/1``)::
     RUN_DIR/detections.jsonl  frames with detections, ≤ 2 Hz per source, plus every frame with a new track
     RUN_DIR/alerts.jsonl      one alert per line
     RUN_DIR/evidence/         the hash-chained evidence log (vision.evidence)
+    RUN_DIR/onboard/unit-N/   each onboard unit's evidence, received over the bus: a copy of its log, the
+                              same chain; run.json's ``onboard`` says where each unit's own log ended
 
 Each line is one ``write`` on an ``O_APPEND`` descriptor, so nothing already written is ever
-lost and a crash leaves at most a final line cut short; :func:`groundstation.run_data.read_run` reports that line as
+lost and a crash leaves at most a final line cut short; :func:`groundstation.runs.reader.read_run` reports that line as
 a warning and fails, naming file and line, on anything else it cannot read.
 """
 
@@ -48,6 +51,8 @@ from vision.detections import Detections
 from vision.evidence import EvidenceLog
 from vision.footprint import ground_footprint
 from vision.pipeline import FrameResult
+from vision.signing import Signer, station_key
+from vision.stamping import HeadStamper
 
 FORMAT = "borderwatch-run/1"
 RUN_JSON = "run.json"
@@ -59,6 +64,7 @@ FRAMES = "frames.jsonl"
 DETECTIONS = "detections.jsonl"
 ALERTS = "alerts.jsonl"
 EVIDENCE = "evidence"
+ONBOARD = "onboard"
 
 TELEMETRY_PERIOD_S = 0.5
 FRAME_PERIOD_S = 0.5
@@ -164,6 +170,7 @@ class RunRecorder:
         self._last_detections: dict[str, tuple[float, int]] = {}
         self._tracks_seen: dict[str, set[int]] = {}
         self._closed = False
+        self.stamper: HeadStamper | None = None  # a TSA's tokens for the evidence's signed heads
 
     @classmethod
     def create(
@@ -175,19 +182,28 @@ class RunRecorder:
         *,
         clock: Callable[[], float] = time.time,
         time_scale: float = 1.0,
+        speed_factor: float | None = None,
+        signer: Signer | None = None,
+        tsa_url: str | None = None,
     ) -> RunRecorder:
         """Start a run in a new (or empty) folder; `vehicles` are (name, url) in fleet order.
 
         `time_scale`: simulated seconds per second of the clock, for a simulator run faster than
-        real time; the KPIs then give flight times and revisits in the drones' own time.
+        real time recorded on a wall clock; the KPIs then give flight times and revisits in the
+        drones' own time. A simulation recorded on its own clock (the demo) keeps 1 and says its
+        `speed_factor`, for the report to tell. The evidence is signed by `signer`, else by this
+        station's key (`vision.signing.station_key`, made on first use); with `tsa_url` each signed
+        head is also timestamped by that TSA (`vision.stamping`).
         """
         if not time_scale > 0:
             raise ValueError(f"time_scale must be positive, not {time_scale}")
+        if speed_factor is not None and not speed_factor > 0:
+            raise ValueError(f"speed_factor must be positive, not {speed_factor}")
         directory = Path(directory)
         if (directory / RUN_JSON).exists():
             raise UserError(f"{directory}: already holds a run; record into a new folder")
         (directory / PLANS).mkdir(parents=True, exist_ok=True)
-        write_geojson(directory / SITE_FILE, site)
+        write_geojson(site, directory / SITE_FILE)
         document: dict[str, Any] = {
             "format": FORMAT,
             "site_name": site.name,
@@ -199,10 +215,15 @@ class RunRecorder:
             else {"hfov_deg": intrinsics.hfov_deg, "width_px": intrinsics.width_px, "height_px": intrinsics.height_px},
             "evidence_last_sha256": None,
             "time_scale": float(time_scale),
+            **({} if speed_factor is None else {"speed_factor": float(speed_factor)}),
+            **({} if tsa_url is None else {"tsa": tsa_url}),
         }
         _write_json_atomically(directory / RUN_JSON, document)
-        evidence = EvidenceLog.open(directory / EVIDENCE)
-        return cls(directory, site, intrinsics or Intrinsics(), evidence, clock, document)
+        evidence = EvidenceLog.open(directory / EVIDENCE, signer=signer or station_key(say=log.warning))
+        recorder = cls(directory, site, intrinsics or Intrinsics(), evidence, clock, document)
+        if tsa_url is not None:
+            recorder.stamper = evidence.on_head = HeadStamper(directory / EVIDENCE, tsa_url)
+        return recorder
 
     def add_plan(self, vehicle: int, plan: MissionPlan, sortie: int = 1) -> Path:
         """Keep the plan a vehicle (from 0) is about to fly; a re-upload of the same sortie replaces it."""
@@ -255,26 +276,30 @@ class RunRecorder:
 
     def record_frame(self, vehicle: int | None, result: FrameResult) -> None:
         """A processed video frame: its pose and what the camera saw of the ground, at most twice a second."""
-        source, time_s = result.detections.source, result.frame_time_s
+        self.record_pose(vehicle, result.detections, result.pose)
+        self.emit_detections(result.detections)
+
+    def record_pose(self, vehicle: int | None, detections: Detections, pose: CameraPose | None) -> None:
+        """The pose of a frame processed elsewhere (an onboard unit's), with what its camera saw."""
+        source, time_s = detections.source, detections.frame_time_s
         with self._lock:
             last = self._last_frame_s.get(source)
             keep = _due(time_s, last, FRAME_PERIOD_S)
             if keep:
                 self._last_frame_s[source] = time_s
         if keep:
-            footprint = None if result.pose is None else self._footprint_deg(result.pose)
+            footprint = None if pose is None else self._footprint_deg(pose)
             line = {
                 "time_s": time_s,
                 "source": source,
                 "vehicle": vehicle,
-                "frame_index": result.frame_index,
-                "pose": None if result.pose is None else asdict(result.pose),
+                "frame_index": detections.frame_index,
+                "pose": None if pose is None else asdict(pose),
                 "footprint_deg": footprint,
-                "detections": len(result.detections),
+                "detections": len(detections),
             }
             with self._lock:
                 self._write(FRAMES, line)
-        self.emit_detections(result.detections)
 
     def emit_detections(self, detections: Detections) -> None:
         """A frame's detections, when it has any; called twice for one frame (sink and record_frame) it is kept once."""
@@ -298,6 +323,18 @@ class RunRecorder:
             # Alerts are rare and are what the run is for: on the disk, not only in the OS, before we return.
             self._write(ALERTS, alert.to_json_dict(), sync=True)
 
+    @property
+    def onboard_dir(self) -> Path:
+        """Where the units' evidence copies go (the station's receiver writes them)."""
+        return self.directory / ONBOARD
+
+    def note_onboard_head(self, unit: int, head_seq: int, head_sha256: str) -> None:
+        """Where unit ``unit``'s own evidence log ended, as it said: kept in run.json at close,
+        so a copy cut short or added to afterwards shows."""
+        with self._lock:
+            heads = self._document.setdefault("onboard", {})
+            heads[f"unit-{unit}"] = {"head_seq": head_seq, "head_sha256": head_sha256}
+
     def close(self) -> None:
         """Close the files and the evidence log; run.json gets the end time and the evidence chain's last hash."""
         with self._lock:
@@ -307,6 +344,8 @@ class RunRecorder:
             for lines in self._files.values():
                 lines.close()
             self.evidence.close()
+            if self.stamper is not None:
+                self.stamper.close()  # the head signed at close among what it waits for
             self._document["ended"] = iso_utc(self._clock())
             self._document["evidence_last_sha256"] = self.evidence.last_sha256 if self.evidence.last_seq else None
             _write_json_atomically(self.directory / RUN_JSON, self._document)

@@ -41,11 +41,12 @@ from PyQt6.QtWidgets import (
     QWidget,
 )
 
-from groundstation.maps import SEVERITY_COLORS
+from groundstation.app.map_payload import vessel_label
+from groundstation.runs.style import SEVERITY_COLORS, UNKNOWN_SEVERITY_COLOR
 from missions.errors import UserError
-from vision.alerts import Alert
+from vision.alerts import Alert, RuleKind
 
-# The words of vision.alerts.severity, coloured as the map colours the zone risks they come from.
+# Each vision.alerts.AlertSeverity, coloured as the map colours the zone risks they come from.
 EXPORT_SUFFIXES = (".csv", ".geojson", ".jsonl")
 CSV_FIELDS = (
     "alert_id",
@@ -63,7 +64,16 @@ CSV_FIELDS = (
     "source",
     "message",
     "acknowledged_at",
+    "evidence",
 )
+
+UNVERIFIED_COLOR = "#c62828"  # as the report marks an unverified alert
+# The AIS rules are about who a vessel is, not where: their rule reads white on black, as their map pin.
+AIS_RULES = frozenset({RuleKind.DARK_VESSEL, RuleKind.AIS_NOT_SEEN})
+AIS_RULE_BACKGROUND = "#212121"
+AIS_RULE_COLOR = "#ffffff"
+UNVERIFIED_BACKGROUND = "#ffebee"
+VERIFIED_COLOR = "#2e7d32"
 
 _SETTINGS_HEADER = "alerts/header"
 _SETTINGS_SPLITTER = "alerts/splitter"
@@ -77,20 +87,23 @@ class AlertEntry:
     alert: Alert
     snapshot_jpeg: bytes | None = None
     acknowledged_at: str | None = None
+    # A recorded run's alert, as its evidence bears it out: who signed it, or why it is not verified.
+    evidence: str = ""
+    verified: bool | None = None  # None: a live alert, not checked here
 
     @property
     def acknowledged(self) -> bool:
         return self.acknowledged_at is not None
 
     def to_json_dict(self) -> dict[str, Any]:
-        return {**self.alert.to_json_dict(), "acknowledged_at": self.acknowledged_at}
+        return {**self.alert.to_json_dict(), "acknowledged_at": self.acknowledged_at, "evidence": self.evidence}
 
 
 class AlertsModel(QAbstractTableModel):
     """Alerts newest first, one row each; repeats of an ``alert_id`` are dropped."""
 
-    COLUMNS = ("Severity", "Time (UTC)", "Zone", "Class", "Rule", "Source", "Message", "Acknowledged")
-    SEVERITY, TIME, ZONE, CLASS, RULE, SOURCE, MESSAGE, ACKNOWLEDGED = range(8)
+    COLUMNS = ("Severity", "Time (UTC)", "Zone", "Class", "Rule", "Source", "Message", "Acknowledged", "Evidence")
+    SEVERITY, TIME, ZONE, CLASS, RULE, SOURCE, MESSAGE, ACKNOWLEDGED, EVIDENCE = range(9)
 
     unacknowledged_changed = pyqtSignal(int)
 
@@ -101,15 +114,20 @@ class AlertsModel(QAbstractTableModel):
         self._rows: dict[str, AlertEntry] = {}
 
     # ------------------------------------------------------------ editing
-    def add(self, alert: Alert, snapshot_jpeg: bytes | None = None) -> bool:
-        """Insert an alert in time order; False (and nothing changes) when its id is already here."""
+    def add(
+        self, alert: Alert, snapshot_jpeg: bytes | None = None, *, evidence: str = "", verified: bool | None = None
+    ) -> bool:
+        """Insert an alert in time order; False (and nothing changes) when its id is already here.
+
+        A recorded run's alerts come with ``evidence`` (who signed the record, or why it is not verified)
+        and ``verified``; an unverified one is shown in red."""
         known = self._rows.get(alert.alert_id)
         if known is not None:
             if known.snapshot_jpeg is None and snapshot_jpeg:
                 self._replace(replace(known, snapshot_jpeg=snapshot_jpeg))
             return False
         row = bisect.bisect_left(self._keys, -alert.time_s)  # ties: the later arrival on top
-        entry = AlertEntry(alert, snapshot_jpeg or None)
+        entry = AlertEntry(alert, snapshot_jpeg or None, evidence=evidence, verified=verified)
         self.beginInsertRows(QModelIndex(), row, row)
         self._entries.insert(row, entry)
         self._keys.insert(row, -alert.time_s)
@@ -209,12 +227,30 @@ class AlertsModel(QAbstractTableModel):
                 return alert.iso_time
             if column == self.ACKNOWLEDGED and entry.acknowledged_at is not None:
                 return f"acknowledged {entry.acknowledged_at}"
-            return f"{alert.message}\n{alert.lat_deg:.6f}, {alert.lon_deg:.6f}\n{alert.alert_id}"
+            if column == self.EVIDENCE and entry.evidence:
+                return entry.evidence
+            vessel = vessel_label(alert)
+            lines = [alert.message, *([f"vessel: {vessel}"] if vessel else [])]
+            if column == self.RULE and alert.rule is RuleKind.DARK_VESSEL:
+                lines.insert(0, "dark vessel: tracked in a watch zone and no AIS names it")
+            elif column == self.RULE and alert.rule is RuleKind.AIS_NOT_SEEN:
+                lines.insert(0, "AIS not seen: a vessel reports a position in view where the camera sees nothing")
+            return "\n".join([*lines, f"{alert.lat_deg:.6f}, {alert.lon_deg:.6f}", alert.alert_id])
         if role == Qt.ItemDataRole.BackgroundRole and column == self.SEVERITY:
-            return QBrush(QColor(SEVERITY_COLORS.get(alert.severity, "#9e9e9e")))
+            return QBrush(QColor(SEVERITY_COLORS.get(alert.severity, UNKNOWN_SEVERITY_COLOR)))
+        if role == Qt.ItemDataRole.BackgroundRole and column == self.RULE and alert.rule in AIS_RULES:
+            return QBrush(QColor(AIS_RULE_BACKGROUND))
+        if role == Qt.ItemDataRole.BackgroundRole and entry.verified is False:
+            return QBrush(QColor(UNVERIFIED_BACKGROUND))
         if role == Qt.ItemDataRole.ForegroundRole:
             if column == self.SEVERITY:
-                return QBrush(QColor(_text_on(SEVERITY_COLORS.get(alert.severity, "#9e9e9e"))))
+                return QBrush(QColor(_text_on(SEVERITY_COLORS.get(alert.severity, UNKNOWN_SEVERITY_COLOR))))
+            if column == self.RULE and alert.rule in AIS_RULES:
+                return QBrush(QColor(AIS_RULE_COLOR))
+            if entry.verified is False:
+                return QBrush(QColor(UNVERIFIED_COLOR))
+            if column == self.EVIDENCE and entry.verified:
+                return QBrush(QColor(VERIFIED_COLOR))
             if entry.acknowledged:
                 return QBrush(QColor("#808080"))
         if role == Qt.ItemDataRole.FontRole and not entry.acknowledged:
@@ -242,7 +278,13 @@ class AlertsModel(QAbstractTableModel):
         if column == self.SOURCE:
             return alert.source
         if column == self.MESSAGE:
-            return alert.message
+            vessel = vessel_label(alert)
+            # An entry or dwell of a vessel AIS names says which; an ais-not-seen message names it already.
+            return (
+                alert.message if vessel is None or str(alert.mmsi) in alert.message else f"{alert.message} — {vessel}"
+            )
+        if column == self.EVIDENCE:
+            return entry.evidence
         if entry.acknowledged_at is None:
             return ""
         return "✓ " + entry.acknowledged_at.partition("T")[2].removesuffix("Z")
@@ -286,7 +328,7 @@ class AlertsPanel(QWidget):
         header.setStretchLastSection(False)
         header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
         header.setSectionResizeMode(AlertsModel.MESSAGE, QHeaderView.ResizeMode.Stretch)
-        for column, width in ((0, 64), (1, 84), (2, 144), (3, 80), (4, 54), (5, 80), (7, 100)):
+        for column, width in ((0, 64), (1, 84), (2, 144), (3, 80), (4, 96), (5, 120), (7, 100), (8, 260)):
             self.table.setColumnWidth(column, width)
 
         self.preview = QLabel("Select an alert to see its snapshot")
@@ -336,6 +378,16 @@ class AlertsPanel(QWidget):
     # ------------------------------------------------------------ for the lead's wiring
     def add(self, alert: Alert, snapshot_jpeg: bytes | None = None) -> bool:
         return self.model.add(alert, snapshot_jpeg)
+
+    def show_error(self, text: str) -> None:
+        self._show_message(text, error=True)
+
+    def show_recorded(self, entries: list[AlertEntry], verdict: str, ok: bool) -> None:
+        """Replace the alerts with a recorded run's, and say under the table what its evidence is worth."""
+        self.model.clear()
+        for entry in entries:
+            self.model.add(entry.alert, entry.snapshot_jpeg, evidence=entry.evidence, verified=entry.verified)
+        self._show_message(verdict, error=not ok)
 
     def acknowledge(self, alert_id: str) -> bool:
         return self.model.acknowledge(alert_id)
@@ -422,7 +474,7 @@ class AlertsPanel(QWidget):
             return
         self._preview_pixmap = pixmap
         self._fit_preview()
-        self.preview.setToolTip(entry.alert.message)
+        self.preview.setToolTip(entry.alert.message + (f"\n{entry.evidence}" if entry.evidence else ""))
 
     def _fit_preview(self) -> None:
         if self._preview_pixmap is not None:

@@ -8,16 +8,20 @@ connect and where the video comes from, so the same steps would drive real drone
 from __future__ import annotations
 
 import concurrent.futures
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from PyQt6.QtCore import QObject, QTimer, pyqtSignal
 
 from groundstation.app.main_window import MainWindow
 from groundstation.app.video_panel import StreamConfig
-from groundstation.demo_console import Console, status_line
-from missions.planners.patrol import Pattern
+from groundstation.fleet import FleetEvent, VehicleState
+from missions.planners.patrol import PatrolRequest
+from vision.alerts import Alert
+from vision.frames import StreamClock
 
 POLL_MS = 250
 STATUS_EVERY_MS = 5000
@@ -26,39 +30,46 @@ STATUS_EVERY_MS = 5000
 @dataclass(frozen=True)
 class DemoSteps:
     site: Path
-    drones: int
-    altitude_m: float
-    endurance_min: float
-    reserve_pct: float
+    request: PatrolRequest  # what the planner panel is set to
     urls: tuple[str, ...]
     streams: tuple[StreamConfig, ...]
-    time_scale: float = 1.0
+    speed_factor: float = 1.0
+    clocks: tuple[StreamClock, ...] = ()  # each stream's, from the simulation
+    run_clock: Callable[[], float] = time.time
 
 
-@dataclass
-class DemoRun:
-    """What the driven demo did: per drone its SortiesOutcome (None when it failed: see problems)."""
+class DemoConsole(Protocol):
+    """Where the driven demo says what it does (the demo's terminal)."""
 
-    run_dir: Path | None = None
-    outcomes: list = field(default_factory=list)
-    report: Path | None = None
-    problems: list[str] = field(default_factory=list)
+    def say(self, text: str) -> None: ...
+    def event(self, event: FleetEvent) -> None: ...
+    def alert(self, alert: Alert) -> None: ...
+    def status(self, states: Sequence[VehicleState]) -> str: ...
+
+
+class DemoOutcome(Protocol):
+    """What the driven demo fills in as it goes (the demo's own result)."""
+
+    run_dir: Path | None
+    outcomes: list  # per drone its SortiesOutcome, in drone order; failed ones are left out
+    report: Path | None
+    problems: list[str]
 
 
 class DemoDriver(QObject):
-    finished = pyqtSignal(object)  # DemoRun
+    finished = pyqtSignal()  # every drone down (or the demo failed) and the report written
 
-    def __init__(self, window: MainWindow, steps: DemoSteps, console: Console) -> None:
+    def __init__(self, window: MainWindow, steps: DemoSteps, console: DemoConsole, outcome: DemoOutcome) -> None:
         super().__init__(window)
         self.window = window
         self.steps = steps
         self.console = console
         self.say = console.say
-        self.run = DemoRun()
+        self.run = outcome
         self._latest: tuple = ()
         self._status = QTimer(self)
         self._status.setInterval(STATUS_EVERY_MS)
-        self._status.timeout.connect(lambda: self._latest and self.say(status_line(self._latest, (), console.alerts)))
+        self._status.timeout.connect(lambda: self._latest and self.say(console.status(self._latest)))
         self._connecting: concurrent.futures.Future | None = None
         self._flights: list[concurrent.futures.Future] = []
         self._poll = QTimer(self)
@@ -79,17 +90,12 @@ class DemoDriver(QObject):
         if not w.open_site(s.site):
             self._fail(f"{s.site}: the site did not open (see the site panel)")
             return
-        self.say(f"opened {s.site}; planning a risk-weighted patrol for {s.drones} drone(s)")
+        self.say(f"opened {s.site}; planning a {s.request.pattern.value} patrol for {s.request.drones} drone(s)")
         planner = w.planner_panel
         self._waiting_for_plan = True
         planner.planned.connect(self._planned)
         planner.failed.connect(self._plan_failed)
-        planner.pattern.setCurrentIndex(planner.pattern.findData(Pattern.RISK))
-        planner.altitude.setValue(s.altitude_m)
-        planner.drones.setValue(s.drones)
-        planner.endurance_on.setChecked(True)
-        planner.endurance.setValue(s.endurance_min)
-        planner.reserve.setValue(s.reserve_pct)
+        planner.set_request(s.request)
         planner.plan_now()
 
     def _plan_failed(self, message: str) -> None:
@@ -100,16 +106,16 @@ class DemoDriver(QObject):
         if self._stopped:
             return
         request = self.window.planner_panel.request()
-        if not self._waiting_for_plan or request.pattern is not Pattern.RISK or request.drones != self.steps.drones:
+        if not self._waiting_for_plan or request != self.steps.request:
             return  # a plan for parameters that were still being set
-        if len(planned.plans) != self.steps.drones:
+        if len(planned.plans) != self.steps.request.drones:
             return
         self._waiting_for_plan = False
         w, s = self.window, self.steps
         count = sum(len(p) for p in planned.plans.values())
         self.say(f"planned {count} sortie(s); connecting to {', '.join(s.urls)}")
         w.fleet_panel.set_urls(s.urls)
-        self.run.run_dir = w.start_recording(time_scale=s.time_scale)
+        self.run.run_dir = w.start_recording(clock=s.run_clock, speed_factor=s.speed_factor)
         if self.run.run_dir is None:
             self._fail("the run could not be recorded (see the status bar)")
             return
@@ -133,8 +139,8 @@ class DemoDriver(QObject):
             return
         w = self.window
         w.fleet.connected.disconnect(self._connected)
-        for config in self.steps.streams:
-            w.add_stream(config)
+        for i, config in enumerate(self.steps.streams):
+            w.add_stream(config, self.steps.clocks[i] if i < len(self.steps.clocks) else None)
         plans = w.planner_panel.result.plans
         self.say(f"connected; flying {len(plans)} drone(s) with {len(self.steps.streams)} camera(s) watching")
         self._flights = [w.fleet.fly(vehicle, plans[vehicle]) for vehicle in sorted(plans)]
@@ -154,14 +160,12 @@ class DemoDriver(QObject):
         self._status.stop()
         for vehicle, future in enumerate(self._flights):
             if future.cancelled():  # the fleet link was shut down under it (the window closed)
-                self.run.outcomes.append(None)
                 self.run.problems.append(f"vehicle {vehicle + 1}: stopped before its sorties ended")
                 continue
             error = future.exception()
             if error is None:
                 self.run.outcomes.append(future.result())
             else:
-                self.run.outcomes.append(None)
                 self.run.problems.append(f"vehicle {vehicle + 1}: {error}")
         self._finish()
 
@@ -176,7 +180,7 @@ class DemoDriver(QObject):
             self.say("all drones down; writing the report")
             self.run.report = w.write_report(run_dir)
             w.statusBar().showMessage(f"demo finished: report {self.run.report}", 0)
-        self.finished.emit(self.run)
+        self.finished.emit()
 
 
 def stream_configs(sdp_paths: Sequence[Path], pose_urls: Sequence[str], model: str | None) -> tuple[StreamConfig, ...]:

@@ -19,7 +19,16 @@ from typing import Any
 from PyQt6.QtCore import QObject, Qt, pyqtSignal
 
 from groundstation.app.async_loop import AsyncLoop
-from groundstation.fleet import FleetError, FleetEvent, FleetLink, Reason, VehicleLink, VehicleState
+from groundstation.fleet import (
+    FleetCommand,
+    FleetError,
+    FleetEvent,
+    FleetLink,
+    Reason,
+    VehicleLink,
+    VehicleState,
+    allowed,
+)
 from groundstation.fleet.flight import FlightOptions
 from groundstation.fleet.mission import raw_plan
 from groundstation.fleet.sorties import SortiesOutcome, fly_sorties
@@ -78,6 +87,10 @@ class FleetController(QObject):
     def is_connected(self) -> bool:
         return self.urls is not None
 
+    def allowed(self, command: FleetCommand, state: VehicleState | None, *, has_plan: bool, busy=()) -> bool:
+        """The fleet's rule for `command` on a vehicle in `state` (see groundstation.fleet.commands)."""
+        return allowed(command, state, connected=self.is_connected, has_plan=has_plan, busy=busy)
+
     def set_recorder(self, recorder: Any) -> None:
         """Anything with record_state(VehicleState) and record_event(FleetEvent), and optionally
         add_plan(vehicle, plan, sortie); called on the loop thread. None stops recording."""
@@ -111,7 +124,7 @@ class FleetController(QObject):
             await link.upload(raw_plan(plan), timeout_s=self._options.upload_timeout_s)
             self._record_plan(vehicle, plan, 1)
 
-        return self._command(vehicle, "upload", work, exclusive=True)
+        return self._command(vehicle, FleetCommand.UPLOAD, work, exclusive=True)
 
     def start_mission(self, vehicle: int) -> concurrent.futures.Future:
         """Starts what the vehicle holds as Flight does: health, mission check on the ground, arm, start."""
@@ -123,7 +136,7 @@ class FleetController(QObject):
             await link.wait_healthy(o.health_timeout_s)
             await link.launch(retry_for_s=o.start_retry_s)
 
-        return self._command(vehicle, "start", work, exclusive=True)
+        return self._command(vehicle, FleetCommand.START, work, exclusive=True)
 
     def fly(self, vehicle: int, plans: Sequence[MissionPlan]) -> concurrent.futures.Future:
         """Flies `plans` one after another: upload, start, wait until landed and disarmed, next.
@@ -150,19 +163,19 @@ class FleetController(QObject):
                 raise FleetError(vehicle, reason, f"sortie {len(outcome.flights)}/{outcome.planned}: {why}")
             return outcome
 
-        return self._command(vehicle, "fly", work, exclusive=True)
+        return self._command(vehicle, FleetCommand.FLY, work, exclusive=True)
 
     def pause(self, vehicle: int) -> concurrent.futures.Future:
-        return self._command(vehicle, "pause", lambda link: link.pause())
+        return self._command(vehicle, FleetCommand.PAUSE, lambda link: link.pause())
 
     def resume(self, vehicle: int) -> concurrent.futures.Future:
-        return self._command(vehicle, "resume", lambda link: link.resume())
+        return self._command(vehicle, FleetCommand.RESUME, lambda link: link.resume())
 
     def return_to_launch(self, vehicle: int) -> concurrent.futures.Future:
-        return self._command(vehicle, "return", lambda link: link.return_to_launch())
+        return self._command(vehicle, FleetCommand.RETURN, lambda link: link.return_to_launch())
 
     def land(self, vehicle: int) -> concurrent.futures.Future:
-        return self._command(vehicle, "land", lambda link: link.land())
+        return self._command(vehicle, FleetCommand.LAND, lambda link: link.land())
 
     # -- on the loop thread ----------------------------------------------------------------------
 

@@ -36,7 +36,7 @@ from PyQt6.QtWidgets import (
 )
 
 from groundstation.app.fleet_controller import FleetController
-from groundstation.fleet import FleetEvent, LandedState, Severity, VehicleState
+from groundstation.fleet import FleetCommand, FleetEvent, FlightMode, LandedState, Severity, VehicleState
 from groundstation.fleet.state import vehicle_name
 from missions.plan import MissionPlan
 
@@ -57,7 +57,6 @@ _SEVERITY_COLOURS = {
     Severity.ERROR: "#c01818",
     Severity.CRITICAL: "#c01818",
 }
-_PAUSABLE_MODES = frozenset({"mission", "takeoff", "return_to_launch"})
 
 
 def default_urls(count: int, start: int = 0) -> list[str]:
@@ -66,19 +65,19 @@ def default_urls(count: int, start: int = 0) -> list[str]:
 
 @dataclass(frozen=True)
 class _Action:
-    name: str  # the controller's word, also the busy/done action
+    name: FleetCommand  # also the busy/done action
     label: str
     dangerous: bool
     question: str  # "{who}" is replaced by the vehicles named
 
 
 _ACTIONS = (
-    _Action("upload", "Upload", False, "Upload the plan to {who}?"),
-    _Action("start", "Start", True, "Start {who}? It arms, takes off and flies its plan."),
-    _Action("pause", "Pause", False, "Pause {who}? It holds where it is."),
-    _Action("resume", "Resume", False, "Resume the mission of {who}?"),
-    _Action("return", "Return", True, "Send {who} back to launch?"),
-    _Action("land", "Land", True, "Land {who} where it is now?"),
+    _Action(FleetCommand.UPLOAD, "Upload", False, "Upload the plan to {who}?"),
+    _Action(FleetCommand.START, "Start", True, "Start {who}? It arms, takes off and flies its plan."),
+    _Action(FleetCommand.PAUSE, "Pause", False, "Pause {who}? It holds where it is."),
+    _Action(FleetCommand.RESUME, "Resume", False, "Resume the mission of {who}?"),
+    _Action(FleetCommand.RETURN, "Return", True, "Send {who} back to launch?"),
+    _Action(FleetCommand.LAND, "Land", True, "Land {who} where it is now?"),
 )
 _ACTIONS_BY_NAME = {a.name: a for a in _ACTIONS}
 
@@ -201,8 +200,20 @@ class FleetPanel(QWidget):
         self._refresh_buttons()
 
     def add_event(self, event: FleetEvent) -> None:
-        wall = time.time() - (time.monotonic() - event.time_s)
+        wall = time.time() - (time.monotonic() - event.monotonic_s)
         self._log_line(wall, event.severity, event.message)
+
+    def note(self, text: str, severity: Severity = Severity.INFO) -> None:
+        """A line in the log from elsewhere in the station (the event bus)."""
+        self._log_line(time.time(), severity, text)
+
+    def add_section(self, widget: QWidget) -> None:
+        """Another view of the fleet (the onboard units), between the vehicles and the log."""
+        self.splitter.insertWidget(1, widget)
+        self.splitter.setStretchFactor(1, 2)
+        saved = self._settings.value("fleet/splitter") if self._settings is not None else None
+        if isinstance(saved, QByteArray | bytes) and self.splitter.count() == 3:
+            self.splitter.restoreState(QByteArray(saved))  # the layout saved with this section in it
 
     def save_state(self, settings: QSettings) -> None:
         settings.setValue("fleet/urls", " ".join(self.urls()))
@@ -302,7 +313,7 @@ class FleetPanel(QWidget):
         row = s.vehicle
         if row >= self.table.rowCount():
             return
-        silent_s = now - s.time_s if s.time_s else math.inf
+        silent_s = now - s.monotonic_s if s.monotonic_s else math.inf
         if not connected:
             link, background = "—", None
         elif not s.link_ok:
@@ -317,7 +328,7 @@ class FleetPanel(QWidget):
         cells = (
             vehicle_name(s.vehicle),
             link,
-            s.flight_mode.replace("_", " ") if connected and s.flight_mode != "unknown" else "—",
+            s.flight_mode.replace("_", " ") if connected and s.flight_mode != FlightMode.UNKNOWN else "—",
             armed if connected else "—",
             _num(s.battery_pct, "%", 0),
             _num(s.rel_alt_m, "m"),
@@ -363,27 +374,11 @@ class FleetPanel(QWidget):
     # -- commands --------------------------------------------------------------------------------
 
     def can(self, action: str, vehicle: int) -> bool:
-        """Whether `action` makes sense for `vehicle` now (what enables its button)."""
-        s = self._states.get(vehicle)
-        if s is None or not self.controller.is_connected or not s.link_ok:
-            return False
-        busy = self._busy.get(vehicle, set())
-        flying = "fly" in busy or "start" in busy  # the controller's word, or the panel's while it is sent
-        in_air = s.armed and s.landed_state is not LandedState.ON_GROUND
-        if action == "upload":
-            return vehicle in self._plans and not s.armed and not flying and "upload" not in busy
-        if action == "start":
-            has_mission = vehicle in self._plans or s.mission_total > 0
-            return has_mission and not s.armed and not flying and "upload" not in busy
-        if action == "pause":
-            return s.armed and s.flight_mode in _PAUSABLE_MODES
-        if action == "resume":
-            return s.armed and s.flight_mode == "hold" and s.mission_total > 0 and not s.mission_finished
-        if action == "return":
-            return in_air and s.flight_mode != "return_to_launch"
-        if action == "land":
-            return in_air and s.flight_mode != "land"
-        raise ValueError(f"unknown action {action!r}")
+        """Whether `action` makes sense for `vehicle` now (what enables its button): the fleet's rules."""
+        return self.controller.allowed(
+            FleetCommand(action), self._states.get(vehicle), has_plan=vehicle in self._plans,
+            busy=self._busy.get(vehicle, set()),
+        )  # fmt: skip
 
     def _refresh_buttons(self) -> None:
         selected = self.selected_vehicle()
@@ -406,12 +401,12 @@ class FleetPanel(QWidget):
 
     def fly_selected(self) -> bool:
         """Start: the selected vehicle flies its sorties (or the mission it holds), after asking."""
-        return self.run_selected("start")
+        return self.run_selected(FleetCommand.START)
 
     def _send(self, action: _Action, vehicles: list[int], ask: bool) -> bool:
         who = _names(vehicles)
         question = action.question.format(who=who)
-        if action.name == "start":
+        if action.name == FleetCommand.START:
             question += "".join(f"\n{vehicle_name(v)}: {self._plan_summary(v)}" for v in vehicles)
         if ask and not self.confirm(question):
             self._log_line(time.time(), Severity.INFO, f"{who}: {action.name} cancelled")
@@ -424,13 +419,16 @@ class FleetPanel(QWidget):
     def _command(self, action: str, vehicle: int) -> None:
         c = self.controller
         plans = self._plans.get(vehicle, ())
-        if action == "upload":
+        if action == FleetCommand.UPLOAD:
             future = c.upload(vehicle, plans[0])
-        elif action == "start":
+        elif action == FleetCommand.START:
             future = c.fly(vehicle, plans) if plans else c.start_mission(vehicle)
         else:
-            commands = {"pause": c.pause, "resume": c.resume, "return": c.return_to_launch, "land": c.land}
-            future = commands[action](vehicle)
+            commands = {
+                FleetCommand.PAUSE: c.pause, FleetCommand.RESUME: c.resume,
+                FleetCommand.RETURN: c.return_to_launch, FleetCommand.LAND: c.land,
+            }  # fmt: skip
+            future = commands[FleetCommand(action)](vehicle)
         # Busy from now, not from when the controller's busy signal comes back: no double start.
         self._busy.setdefault(vehicle, set()).add(action)
         self._refresh_buttons()
@@ -443,7 +441,7 @@ class FleetPanel(QWidget):
         self._busy.get(vehicle, set()).discard(action)
         self._refresh_buttons()
         if succeeded:
-            what = "all sorties flown" if action == "start" and vehicle in self._plans else "done"
+            what = "all sorties flown" if action == FleetCommand.START and vehicle in self._plans else "done"
             self._log_line(time.time(), Severity.NOTICE, f"{vehicle_name(vehicle)}: {action} {what}")
 
     def _plan_summary(self, vehicle: int) -> str:
@@ -459,7 +457,7 @@ class FleetPanel(QWidget):
 
     def _on_done(self, vehicle: int, action: str) -> None:
         self._busy.get(vehicle, set()).discard(action)
-        if action == "fly":
+        if action == FleetCommand.FLY:
             self._sorties.pop(vehicle, None)
         self._refresh_buttons()
 

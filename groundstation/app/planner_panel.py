@@ -8,15 +8,10 @@ never shows a plan for parameters that are no longer on screen.
 
 from __future__ import annotations
 
-import concurrent.futures
-import contextlib
 import html
-import threading
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 
-from PyQt6.QtCore import QObject, QSettings, Qt, QTimer, pyqtSignal
+from PyQt6.QtCore import QSettings, Qt, QTimer, pyqtSignal
 from PyQt6.QtGui import QFontDatabase
 from PyQt6.QtWidgets import (
     QCheckBox,
@@ -36,125 +31,19 @@ from PyQt6.QtWidgets import (
     QWidget,
 )
 
+from groundstation.app.plan_worker import Bridge, Planned, Worker
 from groundstation.app.site_model import SiteModel
-from groundstation.maps import MapRoute, route_color
-from groundstation.plan_command import plan_file_names
 from missions.errors import InputError, UserError
-from missions.formats.geojson import write_geojson
-from missions.formats.kml import write_kml
-from missions.formats.qgc_plan import write_plan
-from missions.plan import MissionPlan
+from missions.formats.export import export_patrol
 from missions.planners.camera import Camera
-from missions.planners.kpi import Kpis, compute_kpis, format_kpis
-from missions.planners.output import PlannedSortie, sortie_plans
-from missions.planners.patrol import PatrolRequest, Pattern, plan_patrol
-from missions.site import Site
+from missions.planners.kpi import format_kpis
+from missions.planners.patrol import PatrolRequest, Pattern
 
 DEBOUNCE_MS = 300
 ERROR_COLOR = "#c62828"
 WARNING_COLOR = "#b26a00"
 _CAMERA = Camera()
 _DEFAULTS = PatrolRequest()
-
-
-@dataclass(frozen=True)
-class Planned:
-    """One finished plan: what the map draws, what the fleet flies, what the operator compares."""
-
-    request: PatrolRequest
-    site: Site
-    routes: tuple[MapRoute, ...]  # one per sortie, grouped per drone
-    plans: Mapping[int, tuple[MissionPlan, ...]]  # drone index from 0 → its sorties in order
-    sorties: tuple[PlannedSortie, ...]
-    kpis: Kpis
-    warnings: tuple[str, ...] = ()
-
-    @property
-    def drones(self) -> int:
-        return self.request.drones
-
-
-def plan(site: Site, request: PatrolRequest, progress: Callable[[float], None] | None = None) -> Planned:
-    """Plan a patrol and turn it into missions and map routes (runs on the worker)."""
-    patrol = plan_patrol(site, request, progress=progress)
-    sorties = tuple(sortie_plans(patrol))
-    drones = request.drones
-    routes = tuple(
-        MapRoute(
-            f"drone {p.drone} sortie {p.number}" if drones > 1 else f"sortie {p.number}",
-            tuple((lat, lon) for lon, lat, _alt in p.route_deg),
-            color=route_color(p.drone - 1),
-            group=f"drone {p.drone}",
-        )
-        for p in sorties
-    )
-    plans = {k: tuple(p.plan for p in sorties if p.drone == k + 1) for k in range(drones)}
-    return Planned(request, site, routes, plans, sorties, compute_kpis(patrol), patrol.warnings)
-
-
-class _Superseded(Exception):
-    """Raised inside a running plan once a newer request is waiting."""
-
-
-class _Bridge(QObject):
-    """Carries results from the worker thread to the Qt thread (queued signals)."""
-
-    finished = pyqtSignal(int, object)  # generation, Planned | Exception
-    progress = pyqtSignal(int, float)
-
-
-class _Worker:
-    """One planning thread; a newer submit makes the older plan give up."""
-
-    def __init__(self, bridge: _Bridge) -> None:
-        self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="planner")
-        self._bridge = bridge
-        self._lock = threading.Lock()
-        self.generation = 0
-        self.started = 0  # plans actually run (not skipped as stale)
-
-    def submit(self, site: Site, request: PatrolRequest) -> int:
-        with self._lock:
-            self.generation += 1
-            generation = self.generation
-        self._executor.submit(self._run, generation, site, request)
-        return generation
-
-    def stop(self) -> None:
-        with self._lock:
-            self.generation += 1
-        self._executor.shutdown(wait=False, cancel_futures=True)
-
-    def _current(self, generation: int) -> bool:
-        with self._lock:
-            return generation == self.generation
-
-    def _run(self, generation: int, site: Site, request: PatrolRequest) -> None:
-        if not self._current(generation):
-            return
-        self.started += 1
-        last = [-1]
-
-        def progress(fraction: float) -> None:
-            if not self._current(generation):
-                raise _Superseded
-            percent = int(fraction * 100)
-            if percent != last[0]:
-                last[0] = percent
-                self._send(self._bridge.progress, generation, fraction)
-
-        try:
-            outcome: object = plan(site, request, progress)
-        except _Superseded:
-            return
-        except Exception as exc:
-            outcome = exc
-        self._send(self._bridge.finished, generation, outcome)
-
-    @staticmethod
-    def _send(signal, *args) -> None:
-        with contextlib.suppress(RuntimeError):  # the panel was closed while planning
-            signal.emit(*args)
 
 
 class PlannerPanel(QWidget):
@@ -166,8 +55,8 @@ class PlannerPanel(QWidget):
         super().__init__(parent)
         self.site_model = site_model
         self._settings = settings
-        self._bridge = _Bridge(self)
-        self._worker = _Worker(self._bridge)
+        self._bridge = Bridge(self)
+        self._worker = Worker(self._bridge)
         self._pending: int | None = None
         self.result: Planned | None = None
         self.error = ""
@@ -340,6 +229,28 @@ class PlannerPanel(QWidget):
             margin_m=self.margin.value(),
         )
 
+    def set_request(self, request: PatrolRequest) -> None:
+        """The widgets set to describe `request`; a plan follows, as after any edit."""
+        self.pattern.setCurrentIndex(self.pattern.findData(request.pattern))
+        self.altitude.setValue(request.altitude_m)
+        self.drones.setValue(request.drones)
+        self.speed.setValue(request.speed_m_s)
+        self.endurance_on.setChecked(request.endurance_min is not None)
+        if request.endurance_min is not None:
+            self.endurance.setValue(request.endurance_min)
+        self.reserve.setValue(request.reserve_pct)
+        self.margin.setValue(request.margin_m)
+        self.spacing_mode.setCurrentIndex(
+            self.spacing_mode.findData("camera" if request.spacing_m is None else "fixed")
+        )
+        if request.spacing_m is not None:
+            self.spacing.setValue(request.spacing_m)
+        camera = request.camera
+        self.sensor_width.setValue(camera.sensor_width_mm)
+        self.focal_length.setValue(camera.focal_length_mm)
+        self.image_width.setValue(camera.image_width_px)
+        self.side_overlap.setValue(100 * camera.side_overlap)
+
     def schedule(self) -> None:
         """Plan again once the parameters have been still for DEBOUNCE_MS."""
         self._debounce.start()
@@ -430,15 +341,9 @@ class PlannerPanel(QWidget):
         path = path or self._ask_path("Export .plan", f"{planned.site.name}.plan", "QGroundControl plan (*.plan)")
         if not path:
             return []
-        names = plan_file_names(str(path), list(planned.sorties), planned.drones)
-        try:
-            for name, sortie in zip(names, planned.sorties, strict=True):
-                name.parent.mkdir(parents=True, exist_ok=True)
-                write_plan(sortie.plan, name)
-        except OSError as exc:
-            self._set_status(f"could not export: {exc}", ERROR_COLOR)
-            return []
-        self._set_status(f"wrote {len(names)} plan file(s) to {names[0].parent}", "#2e7d32")
+        names = self._export(planned, plan=path)
+        if names:
+            self._set_status(f"wrote {len(names)} plan file(s) to {names[0].parent}", "#2e7d32")
         return names
 
     def export_geojson(self, path: str | Path | None = None) -> Path | None:
@@ -446,34 +351,28 @@ class PlannerPanel(QWidget):
         if planned is None:
             return None
         path = path or self._ask_path("Export GeoJSON", f"{planned.site.name}-patrol.geojson", "GeoJSON (*.geojson)")
-        if not path:
-            return None
-        routes = [(r.label, {"drone": p.drone, "sortie": p.number}, p.route_deg) for r, p in self._pairs(planned)]
-        return self._write(lambda: write_geojson(path, planned.site, routes), Path(path))
+        return self._export_one(planned, geojson=path) if path else None
 
     def export_kml(self, path: str | Path | None = None) -> Path | None:
         planned = self.result
         if planned is None:
             return None
         path = path or self._ask_path("Export KML", f"{planned.site.name}-patrol.kml", "KML (*.kml)")
-        if not path:
-            return None
-        routes = [(r.label, list(p.route_deg)) for r, p in self._pairs(planned)]
-        return self._write(lambda: write_kml(planned.site, path, routes), Path(path))
+        return self._export_one(planned, kml=path) if path else None
 
-    @staticmethod
-    def _pairs(planned: Planned):
-        return zip(planned.routes, planned.sorties, strict=True)
-
-    def _write(self, write: Callable[[], object], path: Path) -> Path | None:
+    def _export(self, planned: Planned, **where: str | Path) -> list[Path]:
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            write()
+            return export_patrol(planned.site, planned.sorties, planned.drones, **where)
         except OSError as exc:
             self._set_status(f"could not export: {exc}", ERROR_COLOR)
+            return []
+
+    def _export_one(self, planned: Planned, **where: str | Path) -> Path | None:
+        written = self._export(planned, **where)
+        if not written:
             return None
-        self._set_status(f"wrote {path}", "#2e7d32")
-        return path
+        self._set_status(f"wrote {written[0]}", "#2e7d32")
+        return written[0]
 
     def _ask_path(self, title: str, name: str, filters: str) -> str:
         folder = str(self._settings.value("planner/export_folder", "", type=str)) if self._settings else ""

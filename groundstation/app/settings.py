@@ -16,6 +16,8 @@ APPLICATION = "borderwatch"
 RUNS_DIR_KEY = "app/runs_dir"
 TILES_KEY = "app/tiles"
 LAST_SITE_KEY = "app/last_site"
+AIS_URL_KEY = "app/ais_url"
+TAK_URLS_KEY = "app/tak_urls"  # a JSON list of CoT destinations (vision.cot.destinations)
 GEOMETRY_KEY = "window/geometry"
 STATE_KEY = "window/state"
 # Bump when docks are added or renamed: Qt refuses a saved state of another version.

@@ -20,7 +20,7 @@ from missions.formats.geojson import write_geojson, zone_from_feature
 from missions.formats.kml import write_kml
 from missions.formats.roles import with_site_altitude
 from missions.geo import LocalFrame, circle_polygon
-from missions.site import DEFAULT_MAX_ALTITUDE_M, Role, RoutePoint, Site, Zone
+from missions.site import DEFAULT_MAX_ALTITUDE_M, Role, Route, RoutePoint, Site, Zone
 from missions.validation import validate_site
 
 # Roles an operator draws; a coastline only comes from a file.
@@ -127,7 +127,7 @@ class SiteModel(QObject):
             if target.suffix.lower() == ".kml":
                 write_kml(site, scratch)
             else:
-                write_geojson(scratch, site, [("Site route", {}, _route_coordinates(site.route))] if site.route else ())
+                write_geojson(site, scratch, [Route("Site route", site.route)] if site.route else ())
             try:
                 load_site(scratch)
             except InputError as exc:
@@ -279,10 +279,6 @@ def _circle_as_polygon(point: dict, radius_m: float) -> dict:
 def _geometry(shape: shapely.Geometry) -> dict:
     """GeoJSON as a file holds it: lists, not the tuples of shapely's mapping()."""
     return json.loads(shapely.to_geojson(shape))
-
-
-def _route_coordinates(route: tuple[RoutePoint, ...]) -> list[tuple[float, ...]]:
-    return [(p.lon_deg, p.lat_deg) if p.alt_m is None else (p.lon_deg, p.lat_deg, p.alt_m) for p in route]
 
 
 def _without_source(message: str, source: str) -> str:

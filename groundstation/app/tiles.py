@@ -13,14 +13,17 @@ QApplication is created; ``map_view`` imports this module, and so does anything 
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import os
+import socket
 import sqlite3
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 from PyQt6 import sip
-from PyQt6.QtCore import QBuffer, QByteArray, QIODevice, QUrl
+from PyQt6.QtCore import QBuffer, QByteArray, QIODevice, QObject, QUrl, pyqtSignal
 from PyQt6.QtWebEngineCore import (
     QWebEngineProfile,
     QWebEngineUrlRequestJob,
@@ -31,6 +34,10 @@ from PyQt6.QtWebEngineCore import (
 from missions.errors import InputError
 
 _HANDLERS: dict[int, MBTilesSchemeHandler] = {}
+
+ONLINE_TILES = "https://tile.openstreetmap.org/{z}/{x}/{y}.png"
+ONLINE_ATTRIBUTION = "© OpenStreetMap contributors"
+_ONLINE_PROBE = ("tile.openstreetmap.org", 443)
 
 MBTILES_SCHEME = b"mbtiles"
 
@@ -301,3 +308,21 @@ class MBTilesSchemeHandler(QWebEngineUrlSchemeHandler):
         buffer.open(QIODevice.OpenModeFlag.ReadOnly)
         job.reply(mbtiles.mime_type.encode(), buffer)
         self.served += 1
+
+
+class OnlineProbe(QObject):
+    """Whether the online tile server answers, asked on a thread of its own; ``answered`` comes on the interface's."""
+
+    answered = pyqtSignal(bool)
+
+    def start(self) -> None:
+        threading.Thread(target=self._probe, name="tile-probe", daemon=True).start()
+
+    def _probe(self) -> None:
+        try:
+            with socket.create_connection(_ONLINE_PROBE, timeout=1.5):
+                reachable = True
+        except OSError:
+            reachable = False
+        with contextlib.suppress(RuntimeError):  # the window is gone: nobody asks any more
+            self.answered.emit(reachable)

@@ -8,9 +8,10 @@ window wires them to the map and the alerts panel.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,10 +35,14 @@ from groundstation.app.video_window import VideoView
 from groundstation.app.vision_worker import StreamConfig, StreamStats, VisionWorker
 from missions.errors import UserError
 from missions.site import Site
+from vision.frames import StreamClock
 
 _SETTINGS_STREAMS = "video/streams"
 _SETTINGS_SOURCE = "video/last_source"
 _SETTINGS_POSE = "video/last_pose_url"
+# A camera on no fleet vehicle goes by drone 101, 102… on TAK screens: placed by its own pose, it must not
+# move the marker a fleet vehicle's telemetry places.
+UNBOUND_DRONES = 100
 
 
 class _Tile(QFrame):
@@ -102,7 +107,10 @@ class VideoPanel(QWidget):
     """A grid of live streams and a control to add one.
 
     `site_provider` gives the site whose watch zones streams alert on (read when a stream
-    starts), `recorder_provider` the run recorder to record into (None: nothing recorded).
+    starts), `recorder_provider` the run recorder to record into (None: nothing recorded),
+    `ais_provider` the station's AIS feed (None: no feed open), matched to the vessels of every
+    stream with a pose, `cot_provider` the station's link to TAK (None: none), which every stream's
+    tracks, alerts and camera view go to.
     """
 
     detections = pyqtSignal(object)  # Detections
@@ -116,14 +124,19 @@ class VideoPanel(QWidget):
         recorder_provider: Callable[[], Any | None],
         settings: QSettings | None = None,
         parent: QWidget | None = None,
+        ais_provider: Callable[[], Any | None] = lambda: None,
+        cot_provider: Callable[[], Any | None] = lambda: None,
     ) -> None:
         super().__init__(parent)
+        self._cot_provider = cot_provider
         self._site_provider = site_provider
         self._recorder_provider = recorder_provider
+        self._ais_provider = ais_provider
         self._settings = settings
         self._tiles: dict[str, _Tile] = {}
         self._columns = 1
         self._stopping: set[VisionWorker] = set()
+        self._restart_held: bool | None = None  # while held: whether a restart was asked for
 
         self.source_edit = QLineEdit()
         self.source_edit.setPlaceholderText("camera-1.sdp, udp://0.0.0.0:5600, rtsp://…, or a video file")
@@ -169,11 +182,18 @@ class VideoPanel(QWidget):
             app.aboutToQuit.connect(self.stop_all)
 
     # ------------------------------------------------------------ streams
-    def add_stream(self, config: StreamConfig) -> VisionWorker:
-        """Start watching a stream; raises UserError when one of that name is already shown."""
+    def add_stream(self, config: StreamConfig, clock: StreamClock | None = None) -> VisionWorker:
+        """Start watching a stream; raises UserError when one of that name is already shown.
+
+        `clock`: the stream's, when a simulation stamps its frames (kept for when it restarts)."""
         if config.name in self._tiles:
             raise UserError(f"a stream named {config.name!r} is already shown: remove it first or pick another name")
-        worker = VisionWorker(config, self._site_provider(), self._recorder_provider(), parent=self)
+        drone = None
+        if config.vehicle is None:
+            drone = UNBOUND_DRONES + 1 + sum(t.worker.config.vehicle is None for t in self._tiles.values())
+        worker = VisionWorker(config, self._site_provider(), self._recorder_provider(), clock=clock,
+                              ais=self._ais_provider(), cot=self._cot_provider(), cot_drone=drone,
+                              parent=self)  # fmt: skip
         worker.detections.connect(self.detections)
         worker.alert.connect(self.alert)
         worker.error.connect(self.error)
@@ -217,6 +237,30 @@ class VideoPanel(QWidget):
             worker.stop(wait=False)
         for worker in workers:
             worker.stop(wait=True, timeout_s=timeout_s / max(1, len(workers)))
+
+    def restart_all(self) -> None:
+        """Stop every stream and start it again: its pipeline takes the site, recorder, AIS feed and TAK
+        link there are now (each holds those it was built with)."""
+        if self._restart_held is not None:
+            self._restart_held = True
+            return
+        configs = [(c, self.worker(c.name).clock) for c in self.streams()]
+        for config, _ in configs:
+            self.remove_stream(config.name)
+        self.stop_all()  # waits, bounded, for the removed streams' threads
+        for config, clock in configs:
+            self.add_stream(config, clock)
+
+    @contextlib.contextmanager
+    def restarts_held(self) -> Iterator[None]:
+        """Restarts asked for inside (a new AIS feed and a new TAK link, for a new site) done once, after."""
+        self._restart_held = False
+        try:
+            yield
+        finally:
+            held, self._restart_held = self._restart_held, None
+            if held:
+                self.restart_all()
 
     def _forget(self, worker: VisionWorker) -> None:
         if worker in self._stopping:

@@ -1,7 +1,8 @@
 """One video stream's vision pipeline on a thread of its own, reporting to Qt with frozen values.
 
-The pipeline (``vision.runner.assemble``) reads, detects, locates, tracks and alerts on a
-worker thread. What reaches the interface:
+A :class:`vision.worker.StreamWorker` runs the pipeline (``vision.runner.assemble``): it reads,
+detects, locates, tracks and alerts on a worker thread; :class:`VisionWorker` owns one and
+turns what it reports into signals. What reaches the interface:
 
 * frames newest-only: the worker keeps the latest annotated frame, already shrunk to the
   size it will be shown at, and signals ``frame`` only when none is waiting; the view pulls
@@ -15,12 +16,9 @@ worker thread. What reaches the interface:
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import dataclasses
-import math
 import threading
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,13 +29,12 @@ from PyQt6.QtCore import QObject, QTimer, pyqtSignal
 from missions.errors import UserError
 from missions.site import Site
 from vision.detections import Detections
-from vision.frames import Frame, Source
+from vision.frames import Frame, StreamClock
 from vision.pipeline import FrameResult, annotate, snapshot_jpeg
 from vision.runner import Assembly, RunOptions, assemble
+from vision.worker import NO_VIDEO_AFTER_S, StreamStats, StreamWorker
 
-NO_VIDEO_AFTER_S = 3.0
 STATS_INTERVAL_MS = 500
-_FPS_WINDOW_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -75,34 +72,17 @@ class StreamConfig:
         )
 
 
-@dataclass(frozen=True)
-class StreamStats:
-    """How a stream fares, as its caption shows it."""
-
-    name: str
-    status: str  # "starting…", "connecting…", "live", "no video for N s", "failed", "stopped"
-    fps: float
-    latency_ms: float | None  # capture to result, of the newest frame
-    drops: int  # frames never shown: skipped by the source for a slow pipeline, or by a slow view
-    frames: int  # frames processed
-
-    @property
-    def caption(self) -> str:
-        parts = [self.name, self.status]
-        if self.frames:
-            parts.append(f"{self.fps:.1f} fps")
-            if self.latency_ms is not None:
-                parts.append(f"{self.latency_ms:.0f} ms")
-            parts.append(f"{self.drops} dropped")
-        return " · ".join(parts)
-
-
 class VisionWorker(QObject):
     """Runs one stream's pipeline on a thread from :meth:`start` until :meth:`stop`.
 
     `site` gives the watch zones to alert on (None: detect only). `recorder` (a run folder's
     recorder, or None) gets every frame (``record_frame``), alert (``emit``) and detection
-    frame (``emit_detections``), and its ``evidence`` log keeps the alerts' evidence.
+    frame (``emit_detections``), and its ``evidence`` log keeps the alerts' evidence. `ais` (the
+    station's AIS feed, shared by every stream and closed by its owner) binds the stream's vessel
+    tracks to MMSIs and raises the dark-vessel and ais-not-seen alerts, when the stream has a pose.
+    `cot` (the station's link to TAK, shared and closed by its owner) gets the stream's tracks, alerts
+    and camera view as drone `cot_drone`'s; the drone's own position comes from the fleet's telemetry,
+    except for a camera on no fleet vehicle (``config.vehicle`` None), placed by its pose.
     """
 
     frame = pyqtSignal()  # a frame waits: take_frame()
@@ -120,63 +100,74 @@ class VisionWorker(QObject):
         *,
         ground_amsl_m: float = 0.0,
         no_video_after_s: float = NO_VIDEO_AFTER_S,
+        clock: StreamClock | None = None,
+        ais: Any | None = None,
+        cot: Any | None = None,
+        cot_drone: int | None = None,
         parent: QObject | None = None,
     ) -> None:
+        """`clock`: a simulation's, when its cameras stamp the frames by it (vision.frames.StreamClock)."""
         super().__init__(parent)
         self.config = config
+        self.clock = clock or StreamClock()
         self._site = site
         self._recorder = recorder
         self._ground_amsl_m = ground_amsl_m
-        self._no_video_after_s = no_video_after_s
-        self._stop = threading.Event()
+        # AIS is placed by the camera's pose on the site's map: a stream without either just detects.
+        self._ais = ais if site is not None and config.pose_url else None
+        self._cot = cot
+        self._cot_drone = cot_drone if cot_drone is not None else (config.vehicle or 0) + 1
         self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
         self._display_size: tuple[int, int] | None = None
         self._pending: np.ndarray | None = None
         self._signalled = False
         self._view_drops = 0
-        self._frames = 0
-        self._done_times: collections.deque[float] = collections.deque(maxlen=1000)
-        self._latency_ms: float | None = None
-        self._source: Source | None = None
-        self._started_s = 0.0
-        self._last_frame_s: float | None = None
-        self._state = "idle"  # idle, starting, running, failed, stopped
         self._silence_reported = False
         self._recorder_failed = False
+        self._worker = StreamWorker(
+            config.name,
+            self._assemble,
+            pace=self.clock.pace,
+            on_result=self._on_result,
+            on_error=self._on_error,
+            on_finished=lambda: self._emit(self.finished),
+            no_video_after_s=no_video_after_s,
+        )
         self._timer = QTimer(self)
         self._timer.setInterval(STATS_INTERVAL_MS)
         self._timer.timeout.connect(self._report)
         self.finished.connect(self._on_finished)
         # Not a slot of this object, so it still runs when the object is deleted with its thread alive.
-        stop = self._stop
-        self.destroyed.connect(lambda *_: stop.set())
+        worker = self._worker
+        self.destroyed.connect(lambda *_: worker.stop(wait=False))
 
     @property
     def name(self) -> str:
         return self.config.name
 
     @property
+    def ais(self) -> Any | None:
+        """The AIS feed this stream's pipeline matches its vessels against (None: it has none, or no pose)."""
+        return self._ais
+
+    @property
+    def cot(self) -> Any | None:
+        """The link to TAK this stream's pipeline sends into (None: none)."""
+        return self._cot
+
+    @property
     def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
+        return self._worker.running
 
     def start(self) -> None:
-        if self._thread is not None:
+        if self._worker.state != "idle":
             return
-        self._state = "starting"
-        self._started_s = time.monotonic()
-        self._thread = threading.Thread(target=self._work, name=f"vision {self.name}", daemon=True)
-        self._thread.start()
+        self._worker.start()
         self._timer.start()
 
     def stop(self, wait: bool = True, timeout_s: float = 5.0) -> bool:
         """Ask the thread to end; with `wait`, join it for up to `timeout_s`. True once it has ended."""
-        self._stop.set()
-        if self._thread is None:
-            return True
-        if wait:
-            self._thread.join(timeout_s)
-        return not self._thread.is_alive()
+        return self._worker.stop(wait, timeout_s)
 
     def set_display_size(self, width_px: int, height_px: int) -> None:
         """The size frames are shown at: they are shrunk to it on the worker, off the interface thread."""
@@ -190,69 +181,43 @@ class VisionWorker(QObject):
         return image
 
     def current_stats(self) -> StreamStats:
-        now = time.monotonic()
+        stats = self._worker.stats()
         with self._lock:
-            while self._done_times and now - self._done_times[0] > _FPS_WINDOW_S:
-                self._done_times.popleft()
-            window_s = min(_FPS_WINDOW_S, now - self._started_s) if self._started_s else 0.0
-            fps = len(self._done_times) / window_s if window_s > 0.2 else 0.0
-            frames, latency_ms, view_drops = self._frames, self._latency_ms, self._view_drops
-            source, last_frame_s, state = self._source, self._last_frame_s, self._state
-        source_drops = 0
-        if source is not None:
-            source_drops = source.stats().frames_dropped
-        return StreamStats(
-            self.name, self._status(state, now, last_frame_s), fps, latency_ms, source_drops + view_drops, frames
-        )
+            view_drops = self._view_drops
+        return dataclasses.replace(stats, drops=stats.drops + view_drops)
 
     # ------------------------------------------------------------ worker thread
-    def _work(self) -> None:
-        assembly: Assembly | None = None
-        try:
-            options = RunOptions(
-                self.config.source,
-                model=self.config.model,
-                conf=self.config.conf,
-                pose_url=self.config.pose_url,
-                ground_amsl_m=self._ground_amsl_m,
-                name=self.name,
-                console=False,
-            )
-            recorder = self._recorder
-            assembly = assemble(
-                options,
-                site=self._site,
-                evidence=getattr(recorder, "evidence", None),
-                alert_sinks=() if recorder is None else (recorder,),
-                detection_sinks=() if recorder is None else (recorder,),
-            )
-            with self._lock:
-                self._source, self._state = assembly.source, "running"
-            if not self._stop.is_set():
-                assembly.pipeline.run(assembly.source, stop=self._stop, on_result=self._on_result)
-            with self._lock:
-                self._state = "stopped"
-        except UserError as error:
-            self._fail(f"{self.name}: {error}")
-        except Exception as error:  # whatever breaks one stream is reported; the others run on
-            self._fail(f"{self.name}: {type(error).__name__}: {error}")
-        finally:
-            if assembly is not None:
-                assembly.close()
-            self._emit(self.finished)
+    def _assemble(self) -> Assembly:
+        options = RunOptions(
+            self.config.source,
+            model=self.config.model,
+            conf=self.config.conf,
+            pose_url=self.config.pose_url,
+            ground_amsl_m=self._ground_amsl_m,
+            name=self.name,
+            console=False,
+            cot_drone=self._cot_drone,
+        )
+        recorder = self._recorder
+        return assemble(
+            options,
+            site=self._site,
+            evidence=getattr(recorder, "evidence", None),
+            alert_sinks=() if recorder is None else (recorder,),
+            detection_sinks=() if recorder is None else (recorder,),
+            clock=self.clock,
+            ais=self._ais,
+            cot=self._cot,
+            cot_position_from_pose=self.config.vehicle is None,
+        )
 
     def _on_result(self, result: FrameResult, frame: Frame) -> None:
         shown = self._display_image(frame.image, result.detections)
-        done_s = time.monotonic()
         with self._lock:
             if self._pending is not None:
                 self._view_drops += 1
             self._pending = shown
             notify, self._signalled = not self._signalled, True
-            self._frames += 1
-            self._done_times.append(done_s)
-            self._last_frame_s = done_s
-            self._latency_ms = result.latency_s * 1000.0 if math.isfinite(result.latency_s) else None
         if notify:
             self._emit(self.frame)
         if len(result.detections):
@@ -284,32 +249,24 @@ class VisionWorker(QObject):
         items = tuple(dataclasses.replace(d, box_px=tuple(v * scale for v in d.box_px)) for d in detections)
         return annotate(small, dataclasses.replace(detections, items=items))
 
-    def _fail(self, message: str) -> None:
-        with self._lock:
-            self._state = "failed"
-        self._emit(self.error, message)
+    def _on_error(self, error: Exception) -> None:
+        if isinstance(error, UserError):
+            self._emit(self.error, f"{self.name}: {error}")
+        else:
+            self._emit(self.error, f"{self.name}: {type(error).__name__}: {error}")
 
     def _emit(self, signal, *args) -> None:
         with contextlib.suppress(RuntimeError):  # the QObject is gone (the app is closing): nobody listens
             signal.emit(*args)
 
     # ------------------------------------------------------------ interface thread
-    def _status(self, state: str, now: float, last_frame_s: float | None) -> str:
-        if state in ("idle", "starting"):
-            return "starting…"
-        if state in ("failed", "stopped"):
-            return state
-        silent_s = now - (last_frame_s if last_frame_s is not None else self._started_s)
-        if silent_s < self._no_video_after_s:
-            return "live" if last_frame_s is not None else "connecting…"
-        return f"no video for {silent_s:.0f} s"
-
     def _report(self) -> None:
         stats = self.current_stats()
         if stats.status.startswith("no video"):
             if not self._silence_reported:
                 self._silence_reported = True
-                last_error = self._source.stats().last_error if self._source is not None else None
+                source = self._worker.source_stats()
+                last_error = source.last_error if source is not None else None
                 why = f"; last error: {last_error}" if last_error else ""
                 self.error.emit(f"{self.name}: {stats.status} from {self.config.source}, still trying{why}")
         elif stats.status == "live":

@@ -36,6 +36,7 @@
     zones: L.featureGroup().addTo(map),
     routes: L.featureGroup().addTo(map),
     vehicles: L.featureGroup().addTo(map),
+    ais: L.featureGroup().addTo(map),
     detections: L.featureGroup().addTo(map),
     alerts: L.featureGroup().addTo(map),
   };
@@ -48,6 +49,7 @@
         Vehicles: layers.vehicles,
         Detections: layers.detections,
         Alerts: layers.alerts,
+        "AIS vessels": layers.ais,
       },
       { collapsed: true, position: "topright" },
     )
@@ -298,8 +300,81 @@
     for (const entry of vehicles.values()) entry.trail.setLatLngs([]);
   }
 
+  // ---- AIS targets -----------------------------------------------------------------------
+  const aisTargets = new Map(); // MMSI → {marker, state, popup}
+
+  function aisIcon() {
+    const root = document.createElement("div");
+    const svg = document.createElementNS(SVG, "svg");
+    svg.setAttribute("viewBox", "-12 -12 24 24");
+    svg.setAttribute("width", "24");
+    svg.setAttribute("height", "24");
+    // A hull seen from above, bow first: it reads as a ship, not as a drone's arrow or a detection's dot.
+    const hull = document.createElementNS(SVG, "path");
+    hull.setAttribute("d", "M0,-11 L5,-3 L5,9 L-5,9 L-5,-3 Z");
+    hull.setAttribute("class", "bw-ais-hull");
+    const still = document.createElementNS(SVG, "rect");
+    still.setAttribute("x", "-5");
+    still.setAttribute("y", "-5");
+    still.setAttribute("width", "10");
+    still.setAttribute("height", "10");
+    still.setAttribute("transform", "rotate(45)");
+    still.setAttribute("class", "bw-ais-still");
+    svg.appendChild(hull);
+    svg.appendChild(still);
+    const tag = document.createElement("span");
+    tag.className = "bw-ais-label";
+    root.appendChild(svg);
+    root.appendChild(tag);
+    return L.divIcon({ html: root, className: "bw-ais", iconSize: [24, 24], iconAnchor: [12, 12] });
+  }
+
+  function applyAisLook(entry) {
+    const element = entry.marker.getElement();
+    if (!element) return;
+    const t = entry.state;
+    element.classList.toggle("no-heading", t.heading === null);
+    element.classList.toggle("moving", t.moving);
+    element.querySelector("svg").style.transform = `rotate(${t.heading || 0}deg)`;
+    element.querySelector(".bw-ais-label").textContent = t.label;
+  }
+
+  function setAisTargets(list) {
+    const seen = new Set();
+    for (const t of list) {
+      seen.add(t.mmsi);
+      let entry = aisTargets.get(t.mmsi);
+      if (!entry) {
+        const marker = L.marker([t.lat, t.lon], { icon: aisIcon(), zIndexOffset: 200, keyboard: false });
+        entry = { marker: marker, popup: "", state: t };
+        entry.marker.on("add", () => applyAisLook(entry));
+        entry.marker.addTo(layers.ais);
+        aisTargets.set(t.mmsi, entry);
+      }
+      entry.state = t;
+      entry.marker.setLatLng([t.lat, t.lon]);
+      applyAisLook(entry);
+      const popup = t.lines.join("\n");
+      if (popup !== entry.popup) {
+        entry.popup = popup;
+        if (entry.marker.getPopup()) {
+          entry.marker.setPopupContent(textBlock(t.lines, "bw-ais-popup"));
+        } else {
+          entry.marker.bindPopup(textBlock(t.lines, "bw-ais-popup"));
+        }
+      }
+    }
+    // A vessel that left the table (silent for too long) leaves the map with it.
+    for (const [mmsi, entry] of aisTargets) {
+      if (!seen.has(mmsi)) {
+        layers.ais.removeLayer(entry.marker);
+        aisTargets.delete(mmsi);
+      }
+    }
+  }
+
   // ---- detections ------------------------------------------------------------------------
-  const detections = new Map(); // key → {marker, seen}
+  const detections = new Map(); // key → {marker, seen, label}
 
   function addDetections(list) {
     const now = performance.now();
@@ -316,11 +391,29 @@
             fillOpacity: 0.95,
           }),
         };
-        entry.marker.bindTooltip(textBlock(d.tooltip));
         entry.marker.addTo(layers.detections);
         detections.set(d.key, entry);
       } else {
         entry.marker.setLatLng([d.lat, d.lon]);
+      }
+      // A track AIS has bound keeps its vessel's name beside it; the tooltip follows what the track is now.
+      const label = d.label || null;
+      if (label !== entry.label || entry.tooltip === undefined) {
+        entry.label = label;
+        entry.tooltip = d.tooltip;
+        entry.marker.unbindTooltip().unbindPopup();
+        if (label) {
+          // The name stays beside the dot; what the track is (class, confidence, camera) is a click away.
+          entry.marker.bindTooltip(textBlock([label]), {
+            permanent: true,
+            direction: "right",
+            offset: [6, 0],
+            className: "bw-vessel-tooltip",
+          });
+          entry.marker.bindPopup(textBlock(d.tooltip));
+        } else {
+          entry.marker.bindTooltip(textBlock(d.tooltip));
+        }
       }
       entry.seen = now;
       entry.marker.setStyle({ opacity: 1, fillOpacity: 0.95 });
@@ -343,6 +436,10 @@
       } else if (age > 0.4) {
         const opacity = 1 - (age - 0.4) / 0.6;
         entry.marker.setStyle({ opacity: opacity, fillOpacity: 0.95 * opacity });
+        const tooltip = entry.label ? entry.marker.getTooltip() : null;
+        if (tooltip) tooltip.setOpacity(opacity);
+      } else if (entry.label && entry.marker.getTooltip()) {
+        entry.marker.getTooltip().setOpacity(0.9);
       }
     }
   }, 250);
@@ -357,15 +454,25 @@
     } else {
       const pin = document.createElement("div");
       pin.className = "bw-alert-pin";
-      pin.textContent = "!";
       const icon = L.divIcon({ html: pin, className: "bw-alert", iconSize: [22, 22], iconAnchor: [11, 11] });
       marker = L.marker([a.lat, a.lon], { icon: icon, zIndexOffset: 500, keyboard: false });
       marker.on("click", () => send("alertClicked", a.id));
       marker.addTo(layers.alerts);
       alerts.set(a.id, marker);
     }
-    marker.options.icon.options.html.style.background = a.color;
+    const pin = marker.options.icon.options.html;
+    // An AIS alert (a dark vessel, a position nobody is at) is a black pin with its letter, ringed by severity.
+    pin.textContent = a.mark || "!";
+    pin.classList.toggle("ais", Boolean(a.mark));
+    pin.style.background = a.mark ? "" : a.color;
+    pin.style.borderColor = a.mark && !a.unverified ? a.color : "";
+    pin.classList.toggle("unverified", Boolean(a.unverified));
     marker.unbindPopup().bindPopup(textBlock(a.lines, "bw-alert-popup"));
+  }
+
+  function clearAlerts() {
+    layers.alerts.clearLayers();
+    alerts.clear();
   }
 
   // ---- drawing ---------------------------------------------------------------------------
@@ -437,8 +544,52 @@
       };
     },
     detections: () => Array.from(detections.keys()),
+    detection: function (key) {
+      const entry = detections.get(key);
+      if (!entry) return null;
+      const tooltip = entry.marker.getTooltip();
+      return {
+        label: entry.label,
+        permanent: Boolean(tooltip && tooltip.options.permanent),
+        text: tooltip ? tooltip.getContent().textContent : null,
+        popup: entry.marker.getPopup() ? Array.from(entry.marker.getPopup().getContent().children, (r) => r.textContent) : null,
+      };
+    },
+    aisTargets: () => Array.from(aisTargets.keys()),
+    aisTarget: function (mmsi) {
+      const entry = aisTargets.get(mmsi);
+      if (!entry) return null;
+      const element = entry.marker.getElement();
+      const p = entry.marker.getLatLng();
+      const popup = entry.marker.getPopup();
+      return {
+        lat: p.lat,
+        lon: p.lng,
+        onMap: layers.ais.hasLayer(entry.marker),
+        symbol: element ? element.classList.contains("bw-ais") && Boolean(element.querySelector(".bw-ais-hull")) : null,
+        rotation: element ? element.querySelector("svg").style.transform : null,
+        noHeading: element ? element.classList.contains("no-heading") : null,
+        label: element ? element.querySelector(".bw-ais-label").textContent : null,
+        popup: popup ? Array.from(popup.getContent().children, (row) => row.textContent) : null,
+      };
+    },
     alerts: () => Array.from(alerts.keys()),
     alert: (id) => alerts.get(id),
+    alertPin: (id) => {
+      const marker = alerts.get(id);
+      if (!marker) return null;
+      const pin = marker.options.icon.options.html;
+      return {
+        mark: pin.textContent,
+        ais: pin.classList.contains("ais"),
+        background: getComputedStyle(pin).backgroundColor,
+        popup: Array.from(marker.getPopup().getContent().children, (row) => row.textContent),
+      };
+    },
+    alertUnverified: (id) => {
+      const marker = alerts.get(id);
+      return marker ? marker.options.icon.options.html.classList.contains("unverified") : null;
+    },
     tiles: () => Object.assign({ url: tileLayer ? tileLayer._url : null }, tileStats),
     point: (lat, lon) => map.latLngToContainerPoint([lat, lon]),
     drawing: () => map.pm.globalDrawModeEnabled(),
@@ -453,8 +604,10 @@
     setRoutes: setRoutes,
     updateVehicles: updateVehicles,
     clearTrails: clearTrails,
+    setAisTargets: setAisTargets,
     addDetections: addDetections,
     addAlert: addAlert,
+    clearAlerts: clearAlerts,
     centreOn: centreOn,
     startDrawing: startDrawing,
     cancelDrawing: cancelDrawing,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from PyQt6.QtCore import QCoreApplication, QEvent
 
 from groundstation.app.async_loop import AsyncLoop
 from groundstation.app.main_window import MainWindow
@@ -12,6 +13,18 @@ from groundstation.app.settings import RUNS_DIR_KEY, app_settings
 from groundstation.app.tiles import TileSource
 
 SCREENSHOTS = Path(__file__).resolve().parents[3] / "out" / "screenshots"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _windows_deleted_before_exit(qapp):
+    """Every window deleted while Qt still runs: a web page that outlives WebEngine's profile at
+    interpreter exit segfaults the process after the tests have passed."""
+    yield
+    for widget in qapp.topLevelWidgets():
+        widget.close()
+        widget.deleteLater()
+    QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete.value)
+    qapp.processEvents()
 
 
 @pytest.fixture
@@ -42,3 +55,4 @@ def window(qtbot, tmp_path):
     yield w
     w.close()
     loop.stop()
+    w.deleteLater()

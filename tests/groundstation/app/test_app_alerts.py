@@ -11,7 +11,7 @@ from PyQt6.QtCore import Qt
 from PyQt6.QtGui import QColor
 
 from groundstation.app.alerts_panel import AlertsModel, AlertsPanel
-from groundstation.maps import SEVERITY_COLORS
+from groundstation.runs.style import SEVERITY_COLORS
 from vision.alerts import Alert, RuleKind, severity
 from vision.detections import ObjectClass
 from vision.pipeline import snapshot_jpeg

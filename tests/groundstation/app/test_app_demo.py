@@ -14,18 +14,21 @@ from pathlib import Path
 
 import pytest
 
-from groundstation.run_data import read_run
-from sitl.ports import udp_ports_free
+from groundstation.runs.reader import read_run
+from sitl.ports import udp_ports_busy
 
 pytestmark = [pytest.mark.gui, pytest.mark.slow]
 
 SCREENSHOTS = Path(__file__).resolve().parents[3] / "out" / "screenshots"
+# The headless demo test's short patrol: the northern quays, one sortie of up to 12 minutes a drone.
+SMALL_SITE = Path(__file__).resolve().parents[2] / "data" / "sites" / "algeciras-north.geojson"
+SHORT = ("--site", str(SMALL_SITE), "--endurance", "12", "--speed-factor", "15")
 
 
 def test_the_demo_runs_inside_the_app(demo_process, tmp_path: Path) -> None:
     shot = SCREENSHOTS / "demo-gui.png"
     shot.unlink(missing_ok=True)
-    demo = demo_process("--gui", "--speed-factor", "15", "--settings", str(tmp_path / "settings.ini"),
+    demo = demo_process("--gui", *SHORT, "--settings", str(tmp_path / "settings.ini"),
                         "--quit-after", "2", "--screenshot", str(shot))  # fmt: skip
 
     done = subprocess.run(demo.command, capture_output=True, text=True, timeout=480)
@@ -33,16 +36,16 @@ def test_the_demo_runs_inside_the_app(demo_process, tmp_path: Path) -> None:
     print(out[-3000:])
 
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "planned 4 sortie(s)" in out
+    assert "planned 2 sortie(s)" in out
     assert re.search(r"vehicle 1 \w+ item \d+/\d+ .* \| vehicle 2 ", out), "progress on the terminal"
-    assert "vehicle 1: 2/2 sortie(s) flown, landed and disarmed" in out
-    assert "vehicle 2: 2/2 sortie(s) flown, landed and disarmed" in out
+    assert "vehicle 1: 1/1 sortie(s) flown, landed and disarmed" in out
+    assert "vehicle 2: 1/1 sortie(s) flown, landed and disarmed" in out
     assert "evidence: intact" in out
     run_dir = demo.only_run()
     run = read_run(run_dir)
     assert run.alerts, "the cameras in the window raised alerts"
     assert run.evidence is not None and run.evidence.ok
-    assert run.time_scale == 15.0
+    assert run.time_scale == 1.0 and run.speed_factor == 15.0  # recorded on the simulation's clock
     assert {p.vehicle for p in run.plans} == {0, 1}
     assert (run_dir / "report" / "report.html").is_file()
     assert shot.is_file() and shot.stat().st_size > 50_000
@@ -56,7 +59,7 @@ def test_ctrl_c_closes_the_window_and_stops_everything(demo_process, tmp_path: P
 
     assert returncode == 130, err[-3000:]
     assert "interrupted: everything the demo started is stopped" in out
-    assert udp_ports_free(demo.ports) == []
+    assert udp_ports_busy(demo.ports) == []
     run = read_run(demo.only_run())
     assert run.ended is not None, "the window closed the run folder"
     assert any(p.in_air for p in run.telemetry)
@@ -64,20 +67,21 @@ def test_ctrl_c_closes_the_window_and_stops_everything(demo_process, tmp_path: P
 
 def test_drones_that_never_answer_end_the_demo_with_the_reason(window, qtbot, tmp_path: Path) -> None:
     from groundstation.app.demo_driver import DemoDriver, DemoSteps
-    from groundstation.demo_console import Console
+    from groundstation.demo.console import Console
+    from groundstation.demo.headless import DemoConfig, DemoResult
     from missions.formats import BUNDLED_SITES
     from sitl.ports import free_port_block
 
     lines: list[str] = []
     port = free_port_block(2)  # nobody sends there
-    steps = DemoSteps(BUNDLED_SITES / "algeciras-port.geojson", 2, 60.0, 25.0, 20.0,
+    steps = DemoSteps(BUNDLED_SITES / "algeciras-port.geojson", DemoConfig(drones=2).patrol_request(),
                       (f"udpin://0.0.0.0:{port}", f"udpin://0.0.0.0:{port + 1}"), ())  # fmt: skip
-    driver = DemoDriver(window, steps, Console(lines.append))
+    run = DemoResult(None)
+    driver = DemoDriver(window, steps, Console(lines.append), run)
 
-    with qtbot.waitSignal(driver.finished, timeout=90000) as finished:
+    with qtbot.waitSignal(driver.finished, timeout=90000):
         driver.start()
 
-    run = finished.args[0]
     assert run.problems and "cannot connect to the drones" in run.problems[0], run.problems
     assert not run.outcomes
     assert window.recorder is None, "the run folder was closed"

@@ -18,7 +18,7 @@ from groundstation.app.fleet_controller import FleetController
 from groundstation.app.fleet_panel import _LOST, COLUMNS, FleetPanel
 from groundstation.fleet import FleetError
 from groundstation.fleet.flight import FlightOptions
-from missions.plan import MissionItem, MissionPlan, Waypoint
+from missions.plan import FencePolygon, MissionItem, MissionPlan, Waypoint
 from sitl.ports import free_port_block
 
 pytestmark = [pytest.mark.gui, pytest.mark.timeout(120)]
@@ -295,9 +295,11 @@ def test_rows_turn_amber_when_stale_red_when_lost_and_say_so(qtbot, controller):
     flying = dict(armed=True, landed_state=LandedState.IN_AIR, flight_mode="mission", rel_alt_m=42.0)
     panel.update_states(
         (
-            VehicleState(0, link_ok=True, time_s=now, battery_pct=12.0, mission_total=8, mission_reached=3, **flying),
-            VehicleState(1, link_ok=True, time_s=now - 1.6, battery_pct=80.0, **flying),
-            VehicleState(2, link_ok=False, time_s=now - 4.0, battery_pct=80.0, **flying),
+            VehicleState(
+                0, link_ok=True, monotonic_s=now, battery_pct=12.0, mission_total=8, mission_reached=3, **flying
+            ),
+            VehicleState(1, link_ok=True, monotonic_s=now - 1.6, battery_pct=80.0, **flying),
+            VehicleState(2, link_ok=False, monotonic_s=now - 4.0, battery_pct=80.0, **flying),
         )
     )
     assert panel.table.rowCount() == 3
@@ -312,3 +314,36 @@ def test_rows_turn_amber_when_stale_red_when_lost_and_say_so(qtbot, controller):
     )
     bar = panel.table.cellWidget(0, COLUMNS.index("Mission"))
     assert (bar.value(), bar.maximum(), bar.text()) == (3, 8, "3/8")
+
+
+@pytest.mark.slow
+def test_a_start_the_vehicle_refuses_shows_its_own_reason_and_nothing_flies(qtbot, drones, panel, screenshot):
+    vehicles = drones(1)
+    lat, lon = vehicles.homes[0]
+    r = 5 * D
+    box = ((lat - r, lon - r), (lat + r, lon - r), (lat + r, lon + r), (lat - r, lon + r))
+    fenced = MissionPlan(
+        items=(
+            MissionItem.takeoff(lat, lon, 20.0),
+            MissionItem.waypoint(lat + D, lon, 20.0),
+            MissionItem.waypoint(lat + D, lon + 0.02, 20.0),  # ~1.8 km east: far outside the fence
+            MissionItem.return_to_launch(),
+        ),
+        home=Waypoint(lat, lon, 10.0),
+        fence_polygons=(FencePolygon(box, True),),
+        name="outside",
+    )
+    failures: list[str] = []
+    panel.controller.failed.connect(failures.append)
+    panel.confirm = lambda question: True
+    connect(qtbot, panel, vehicles.urls)
+    panel.set_plans({0: [fenced]})
+    click(qtbot, panel, 0, "start")
+    qtbot.waitUntil(lambda: "Geofence violation for waypoint 3" in panel.log.toPlainText(), timeout=30_000)
+    qtbot.waitUntil(lambda: bool(failures), timeout=15_000)
+    assert failures[0].startswith("vehicle 1: ") and "Geofence violation for waypoint 3" in failures[0]
+    qtbot.wait(1000)
+    assert cell(panel, 0, "Armed") == "disarmed, on ground"
+    assert abs(float(cell(panel, 0, "Altitude").removesuffix(" m"))) < 1.0
+    assert not panel.controller.latest[0].armed
+    screenshot(panel, f"fleet-refused-{vehicles.kind}")

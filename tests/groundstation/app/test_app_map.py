@@ -12,7 +12,8 @@ from PyQt6.QtTest import QTest
 from groundstation.app import map_view
 from groundstation.app.map_view import MapView
 from groundstation.fleet.state import VehicleState
-from groundstation.maps import (
+from groundstation.runs.maps import MapRoute
+from groundstation.runs.style import (
     LAUNCH_COLOR,
     NO_FLY_COLOR,
     NO_FLY_DASH,
@@ -20,7 +21,6 @@ from groundstation.maps import (
     RISK_COLORS,
     ROUTE_COLORS,
     SEVERITY_COLORS,
-    MapRoute,
 )
 from missions.formats import load_site
 from missions.site import Role
@@ -174,7 +174,7 @@ def test_the_page_loads_offline_and_draws_the_site_by_role_and_risk(site_view, s
     assert len(linked) == 7 and all(url.startswith(("file:", "qrc:")) for url in linked), linked
     assert view.js("bw.inspect.tiles().url") is None
     assert view.js("document.querySelector('.leaflet-control-scale') !== null")
-    assert view.js("document.querySelectorAll('.leaflet-control-layers-overlays input').length") == 5
+    assert view.js("document.querySelectorAll('.leaflet-control-layers-overlays input').length") == 6
     assert view.page().errors == []
     settle(qtbot)
     screenshot(view, "map-site")

@@ -8,7 +8,8 @@ import time
 import pytest
 from PyQt6.QtCore import QSettings, QTimer
 
-from groundstation.app.planner_panel import ERROR_COLOR, Planned, PlannerPanel
+from groundstation.app.plan_worker import Planned
+from groundstation.app.planner_panel import ERROR_COLOR, PlannerPanel
 from groundstation.app.site_model import SiteModel
 from missions.formats.geojson import read_site_geojson
 from missions.formats.kml import read_site_kml

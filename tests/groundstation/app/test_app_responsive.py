@@ -18,9 +18,9 @@ from groundstation.app.video_panel import StreamConfig
 from missions.formats import load_site
 from missions.geo import haversine_m
 from missions.plan import MissionItem, MissionPlan, Waypoint
-from sitl.cameras import SimCameras
 from sitl.ports import free_port_block
-from sitl.scenarios import hover_over_zone
+from sitl.synthetic.cameras import SimCameras
+from sitl.synthetic.scenarios import hover_over_zone
 from sitl.testdata import SITES_DIR
 
 pytestmark = [pytest.mark.gui, pytest.mark.slow, pytest.mark.timeout(180)]

@@ -21,13 +21,14 @@ import numpy as np
 from PyQt6.QtWidgets import QApplication
 from groundstation.app.map_view import MapView
 from vision.detectors import load_detector
+from vision.detectors.base import detect_image
 app = QApplication(sys.argv[:1])
 view = MapView()
 view.show()
 for _ in range(50):
     app.processEvents()
 detector = load_detector(sys.argv[1], "ultralytics")
-found = detector.detect(np.full((256, 416, 3), 90, np.uint8))
+found = detect_image(detector, np.full((256, 416, 3), 90, np.uint8))
 print("detected", len(found))
 """
 

@@ -17,19 +17,21 @@ from PyQt6.QtGui import QImage
 from groundstation.app.alerts_panel import AlertsModel, AlertsPanel
 from groundstation.app.video_panel import VideoPanel, best_columns
 from groundstation.app.vision_worker import StreamConfig
-from groundstation.run_data import read_run
-from groundstation.runfolder import RunRecorder
+from groundstation.runs.reader import read_run
+from groundstation.runs.recorder import RunRecorder
 from missions.formats import load_site
-from sitl.cameras import SimCameras
 from sitl.ports import free_port_block
-from sitl.scenarios import hover_over_zone
+from sitl.synthetic.cameras import SimCameras
+from sitl.synthetic.scenarios import hover_over_zone
 from sitl.testdata import SITES_DIR
 from vision.alerts import RuleKind
+from vision.detections import ObjectClass
+from vision.palette import CLASS_BGR
 
 pytestmark = [pytest.mark.gui, pytest.mark.slow]
 
 ZONE = "Eastern anchorage"
-VESSEL_BOX_RGB = (255, 220, 0)  # vision.pipeline.annotate draws vessels in BGR (0, 220, 255)
+VESSEL_BOX_RGB = CLASS_BGR[ObjectClass.VESSEL][::-1]  # vision.pipeline.annotate draws vessels in this colour
 MAX_GAP_S = 0.25  # a pause a user notices as a freeze
 
 

@@ -3,9 +3,10 @@
 Baseline, in the same process: the same plan flown on the same simulator at the same speed
 factor through the same fleet link and run recorder, with no cameras and no detection. Then
 the whole demo (cameras rendering and streaming H.264, a YOLO pipeline per stream, alerts,
-evidence, report). The ratio says what seeing costs on top of flying; the frame rate each
-pipeline kept, against the cameras' own, says whether detection keeps up on this machine.
-The goal is the whole demo within 5 minutes on two cores.
+evidence, report). The ratio says what seeing costs on top of flying. The simulation waits
+for detection (lockstep), so every camera delivers its frame rate in the drones' own time and
+what detection costs shows as the speed the simulation kept, against the speed factor it was
+allowed. The goal is the whole default demo within 8 minutes on two cores.
 """
 
 from __future__ import annotations
@@ -16,13 +17,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from groundstation.demo import DemoConfig, choose_ports, fly_plans, plan_demo, run_headless
+from groundstation.demo.headless import DemoConfig, choose_ports, fly_plans, plan_demo, run_headless
 from groundstation.fleet.state import vehicle_name
-from groundstation.runfolder import RunRecorder
+from groundstation.runs.recorder import RunRecorder
 from missions.formats import load_site
-from sitl.sim import SimFleet
+from sitl.vehicles.fleet import SimFleet
 
-GOAL_S = 300.0
+GOAL_S = 480.0
 
 
 def _cpu_s() -> float:
@@ -70,8 +71,10 @@ def main() -> int:
           f"{result.kpis.alerts} alert(s), evidence {'intact' if result.kpis.evidence.ok else 'BROKEN'}")  # fmt: skip
     print(f"  flying with cameras and detection / bare flight: {flight_s / bare_s:.2f}×")
     for stream in result.streams:
-        fps = stream.frames / flight_s
-        print(f"  {stream.name}: {fps:.1f} fps processed of the camera's {config.camera_fps:g} "
-              f"({fps / config.camera_fps:.2f}×)")  # fmt: skip
-    print(f"  whole demo / 5-minute goal: {total_s / GOAL_S:.2f}×")
+        drone_s = stream.frames / config.camera_fps  # the drones' time its frames cover, one per 1/fps
+        kept = drone_s / flight_s
+        print(f"  {stream.name}: {stream.frames} frames, {stream.frames / flight_s:.1f} a wall second; the simulation "
+              f"kept {kept:.1f}× real time of the {config.speed_factor:g}× allowed "
+              f"({kept / config.speed_factor:.2f}×)")  # fmt: skip
+    print(f"  whole demo / 8-minute goal: {total_s / GOAL_S:.2f}×")
     return 0 if total_s <= GOAL_S else 1

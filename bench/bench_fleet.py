@@ -1,17 +1,21 @@
-"""The fleet link on the built-in simulator: mission upload time and telemetry load.
+"""The fleet link: mission upload time, telemetry load at 10 and 50 vehicles, and what one PX4 costs.
 
 1. A 1,000-item mission uploaded through the fleet link (MAVSDK MissionRaw), beside the
    same items pushed by a bare pymavlink implementation of the mission protocol, to the
    same simulated vehicle in the same run.
-2. Ten vehicles streaming telemetry for 60 s (simulator in its own process): the station
-   process's CPU and the snapshots that arrive late (older than 1 s), beside bare MAVSDK
-   subscriptions to the same streams with no fan-out, in the same run.
+2. Ten vehicles (one port each), then fifty (ten to a port: five connections), streaming
+   telemetry for 30 s from a simulator in its own process: the station process's CPU and
+   its oldest snapshot, beside bare MAVSDK subscriptions to the same streams with no
+   fan-out, in the same run.
+3. One real PX4 SITL (SIH) instance at real-time speed with the fleet link connected: the
+   CPU its process takes, beside the station's (skipped without a PX4 build).
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
+import os
 import resource
 import socket
 import subprocess
@@ -21,12 +25,12 @@ import time
 from pymavlink.dialects.v20 import common as mavlink
 
 from groundstation.fleet import FleetLink, RawItem, RawPlan
-from sitl.sim import ALGECIRAS_PAD_DEG, SimFleet
+from sitl.vehicles.fleet import ALGECIRAS_PAD_DEG, SimFleet
 
 ITEMS = 1000
-VEHICLES = 10
-STREAM_S = 60.0
-CPU_GOAL_CORES = 0.5
+FLEETS = ((10, 1), (50, 10))  # vehicles, vehicles per port
+STREAM_S = 30.0
+CPU_GOAL_CORES = {10: 0.5, 50: 1.0}
 AGE_GOAL_S = 1.0
 
 
@@ -145,8 +149,8 @@ def _cpu_s() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-async def _stream_with_link(ports: list[int]) -> tuple[float, int, int, float]:
-    async with FleetLink.connect([f"udpin://127.0.0.1:{p}" for p in ports], timeout_s=30.0) as fleet:
+async def _stream_with_link(urls: list[str]) -> tuple[float, int, int, float]:
+    async with FleetLink.connect(urls, timeout_s=30.0) as fleet:
         await asyncio.gather(*(v.wait_healthy(30.0) for v in fleet))
         late = snapshots = 0
         worst_age = 0.0
@@ -156,31 +160,36 @@ async def _stream_with_link(ports: list[int]) -> tuple[float, int, int, float]:
                 try:
                     states = await asyncio.wait_for(sub.get(), timeout=AGE_GOAL_S)
                 except TimeoutError:
-                    late += len(ports)
+                    late += len(urls)
                     continue
                 now = time.monotonic()
                 for state in states:
                     snapshots += 1
-                    age = now - state.time_s
+                    age = now - state.monotonic_s
                     worst_age = max(worst_age, age)
                     late += age > AGE_GOAL_S
             cores = (_cpu_s() - cpu0) / (time.monotonic() - t0)
         return cores, snapshots, late, worst_age
 
 
-async def _stream_bare(ports: list[int]) -> tuple[float, int]:
-    """Bare MAVSDK: one instance per vehicle, the same streams, values counted and dropped."""
+async def _stream_bare(ports: list[int], vehicles: int) -> tuple[float, int]:
+    """Bare MAVSDK: one instance per port, the same streams of every vehicle, values counted and dropped."""
     from mavsdk.asyncio import ComponentType, Configuration, Mavsdk
     from mavsdk.asyncio.plugins.mission_raw import MissionRawAsync
     from mavsdk.asyncio.plugins.telemetry import TelemetryAsync
 
-    instances, tasks, counts = [], [], [0]
+    mavsdks, instances, tasks, counts = [], [], [], [0]
     try:
         for port in ports:
             m = Mavsdk(Configuration.create_with_component_type(ComponentType.GROUND_STATION))
+            mavsdks.append(m)
             await m.add_any_connection(f"udpin://127.0.0.1:{port}")
-            system = await m.first_autopilot(timeout_s=30.0)
-            instances.append((m, TelemetryAsync(system), MissionRawAsync(system)))
+        deadline = time.monotonic() + 30.0
+        while sum([await m.system_count() for m in mavsdks]) < vehicles and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+        for m in mavsdks:
+            for system in await m.get_systems():
+                instances.append((m, TelemetryAsync(system), MissionRawAsync(system)))
 
         async def count(subscribe):
             async for _ in subscribe():
@@ -207,15 +216,28 @@ async def _stream_bare(ports: list[int]) -> tuple[float, int]:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        for m, *_ in instances:
+        for m in mavsdks:
             m.destroy()
 
 
-def telemetry_benchmark() -> list[tuple[str, bool]]:
-    base = _free_port_block(VEHICLES)
-    ports = [base + i for i in range(VEHICLES)]
+def telemetry_benchmark(vehicles: int, per_port: int) -> list[tuple[str, bool]]:
+    base = _free_port_block(vehicles // per_port)
+    ports = [base + k for k in range(vehicles // per_port)]
+    urls = [f"udpin://127.0.0.1:{base + n // per_port}" for n in range(vehicles)]
+    if per_port > 1:
+        urls = [f"{url}?system={n + 1}" for n, url in enumerate(urls)]
+    command = [
+        sys.executable,
+        "-m",
+        "groundstation.commands.cli",
+        "sim",
+        "--vehicles",
+        str(vehicles),
+        "--base-port",
+        str(base),
+    ]
     sim = subprocess.Popen(
-        [sys.executable, "-m", "groundstation.cli", "sim", "--vehicles", str(VEHICLES), "--base-port", str(base)],
+        [*command, "--per-port", str(per_port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
@@ -224,33 +246,70 @@ def telemetry_benchmark() -> list[tuple[str, bool]]:
         time.sleep(1.0)
         if sim.poll() is not None:
             raise RuntimeError(f"simulator exited: {sim.stderr.read()[-500:]}")
-        bare_cores, values = asyncio.run(_stream_bare(ports))
-        cores, snapshots, late, worst_age = asyncio.run(_stream_with_link(ports))
+        bare_cores, values = asyncio.run(_stream_bare(ports, vehicles))
+        cores, snapshots, late, worst_age = asyncio.run(_stream_with_link(urls))
     finally:
         sim.terminate()
         try:
             sim.wait(timeout=10)
         except subprocess.TimeoutExpired:
             sim.kill()
-    rate = snapshots / VEHICLES / STREAM_S
+    rate = snapshots / vehicles / STREAM_S
+    how = f"{per_port} to a port" if per_port > 1 else "one port each"
     print(
-        f"{VEHICLES} vehicles for {STREAM_S:.0f} s: station {cores:.2f} cores with the fleet link, "
+        f"{vehicles} vehicles ({how}) for {STREAM_S:.0f} s: station {cores:.2f} cores with the fleet link, "
         f"{bare_cores:.2f} with bare MAVSDK subscriptions ({values / STREAM_S:.0f} values/s), "
         f"ratio {cores / bare_cores:.2f}×"
     )
     print(
-        f"  snapshots: {rate:.1f} per vehicle per second, {late} older than {AGE_GOAL_S:g} s, "
-        f"worst age {worst_age:.2f} s"
+        f"  snapshots: {rate:.1f} per vehicle per second, {late} older than {AGE_GOAL_S:g} s, oldest {worst_age:.2f} s"
     )
+    goal = CPU_GOAL_CORES[vehicles]
     return [
-        (f"station under {CPU_GOAL_CORES} core with {VEHICLES} vehicles: {cores:.2f}", cores < CPU_GOAL_CORES),
-        (f"no snapshot older than {AGE_GOAL_S:g} s: {late} late", late == 0),
-        (f"snapshots at 5 Hz or more per vehicle: {rate:.1f} Hz", rate >= 5.0),
+        (f"station under {goal} core with {vehicles} vehicles: {cores:.2f}", cores < goal),
+        (f"no snapshot older than {AGE_GOAL_S:g} s with {vehicles}: {late} late", late == 0),
+        (f"snapshots at 5 Hz or more per vehicle with {vehicles}: {rate:.1f} Hz", rate >= 5.0),
     ]
 
 
+def px4_benchmark() -> list[tuple[str, bool]]:
+    """What one PX4 SIH instance costs at real-time speed, flown by nothing, watched by the fleet link."""
+    from sitl.px4_sitl.launcher import Px4Fleet, claimed_instances, find_build_dir
+
+    build = find_build_dir()
+    if build is None:
+        print("one PX4 instance: skipped, no PX4 SITL build (set PX4_DIR)")
+        return []
+    with claimed_instances(1) as first, Px4Fleet(build, [ALGECIRAS_PAD_DEG], first_instance=first) as px4:
+        pid = px4.pids[0]
+
+        async def watch() -> tuple[float, float]:
+            async with FleetLink.connect(px4.connect_urls, timeout_s=30.0) as fleet:
+                await fleet[0].wait_healthy(30.0)
+                px4_0, station0, t0 = _process_cpu_s(pid), _cpu_s(), time.monotonic()
+                await asyncio.sleep(STREAM_S)
+                elapsed = time.monotonic() - t0
+                return (_process_cpu_s(pid) - px4_0) / elapsed, (_cpu_s() - station0) / elapsed
+
+        px4_cores, station_cores = asyncio.run(watch())
+    print(
+        f"one PX4 SIH instance at real-time speed for {STREAM_S:.0f} s: {px4_cores:.2f} cores "
+        f"(the station watching it: {station_cores:.2f}); at 4x, about {4 * px4_cores:.1f}"
+    )
+    return [(f"one PX4 instance under a quarter of a core: {px4_cores:.2f}", px4_cores < 0.25)]
+
+
+def _process_cpu_s(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def main() -> int:
-    checks = upload_benchmark() + telemetry_benchmark()
+    checks = upload_benchmark()
+    for vehicles, per_port in FLEETS:
+        checks += telemetry_benchmark(vehicles, per_port)
+    checks += px4_benchmark()
     print()
     for text, ok in checks:
         print(f"{'PASS' if ok else 'FAIL'}  {text}")

@@ -87,10 +87,10 @@ def square_plan(home: tuple[float, float], index: int, laps: int = 30) -> Missio
 def _simulate(conn, out_dir: str) -> None:
     """Five vehicles at the site's launch point and a drone hovering over the anchorage with two
     cameras; tells the parent where they are, then runs until told to stop (or the parent goes)."""
-    from sitl.cameras import SimCameras
     from sitl.ports import free_port_block
-    from sitl.scenarios import hover_over_zone
-    from sitl.sim import SimFleet
+    from sitl.synthetic.cameras import SimCameras
+    from sitl.synthetic.scenarios import hover_over_zone
+    from sitl.vehicles.fleet import SimFleet
 
     site = load_site(SITE)
     try:

@@ -23,16 +23,17 @@ from pathlib import Path
 import numpy as np
 
 from missions.formats import load_site
-from sitl.scenarios import zone_frames
+from sitl.synthetic.scenarios import zone_frames
+from sitl.synthetic.video import H264RtpStreamer, write_video
 from sitl.testdata import SITES_DIR
-from sitl.video import H264RtpStreamer, write_video
 from vision.alerts import AlertEngine
 from vision.camera import Intrinsics
 from vision.detectors import DEFAULT_MODEL
 from vision.detectors.onnx import OnnxDetector
-from vision.geolocate import Geolocator
+from vision.geolocate import Geolocate, Geolocator, SmoothTracks
 from vision.pipeline import Pipeline
 from vision.pose import StaticPose
+from vision.sinks import RaiseAlerts
 from vision.sources import open_source
 from vision.tracking import Tracker
 
@@ -49,14 +50,8 @@ def _scene(count: int):
 
 
 def _pipeline(site, pose, detector) -> Pipeline:
-    return Pipeline(
-        detector,
-        source_name="bench",
-        geolocator=Geolocator(site.frame, Intrinsics()),
-        poses=StaticPose(pose),
-        tracker=Tracker(),
-        alerts=AlertEngine(site),
-    )
+    stages = [Geolocate(StaticPose(pose), Geolocator(site.frame, Intrinsics())), Tracker(), SmoothTracks(site.frame)]
+    return Pipeline(detector, stages, [RaiseAlerts(AlertEngine(site))], source_name="bench")
 
 
 def _yolo11n(workdir: Path) -> tuple[Path, Path]:
@@ -118,8 +113,8 @@ class _Slowed:
     def __init__(self, inner, extra_s: float) -> None:
         self.inner, self.extra_s = inner, extra_s
 
-    def detect(self, image):
-        found = self.inner.detect(image)
+    def __call__(self, detections, frame):
+        found = self.inner(detections, frame)
         time.sleep(self.extra_s)
         return found
 
@@ -171,7 +166,7 @@ def latency(site, pose, frames: list[np.ndarray], workdir: Path, detector, secon
 
 def main() -> int:
     if not DEFAULT_MODEL.is_file():
-        print(f"FAIL: the bundled model {DEFAULT_MODEL} is missing (python -m sitl.train)")
+        print(f"FAIL: the bundled model {DEFAULT_MODEL} is missing (python -m sitl.synthetic.train)")
         return 1
     site, pose, frames = _scene(FRAMES)
     ok = True

@@ -30,8 +30,11 @@ GIMBAL_DEVICE_ATTITUDE_STATUS gives roll and pitch from the horizon and yaw from
 (YAW_IN_VEHICLE_FRAME) or from north (YAW_IN_EARTH_FRAME; without either flag, YAW_LOCK
 means north), so a pose built from it is a `gimbal_stabilized` one; gimbal roll, which a
 3-axis gimbal holds at zero, is dropped. Without any gimbal message the camera is taken
-as fixed to the airframe at `mount_pitch_deg`/`mount_yaw_deg`. Once a gimbal has been
-heard it must stay fresh like the rest.
+as fixed to the airframe at `mount_pitch_deg`/`mount_yaw_deg`, but only once the reader
+has waited `gimbal_wait_s` (1 s of its own time) after the first fix: a gimbal's attitude
+can arrive a little after the first position, and until then `pose_at` says None rather
+than place a tilted camera's first frames as if it looked straight down. Once a gimbal has
+been heard it must stay fresh like the rest.
 """
 
 from __future__ import annotations
@@ -312,6 +315,7 @@ class MavlinkPose:
         heartbeat: bool = True,
         clock: Callable[[], float] = time.time,
         boot_clock: Callable[[float], float] | None = None,
+        gimbal_wait_s: float = 1.0,
     ) -> None:
         """`boot_clock`, when given, turns the vehicle's own time stamps (time_boot_ms) into the frames'
         clock, and samples are stamped by it instead of by their arrival: a simulation knows both clocks
@@ -324,6 +328,8 @@ class MavlinkPose:
         self._system_id = system_id
         self._autopilot_component: int | None = None
         self._heartbeat = heartbeat
+        self._gimbal_wait_s = gimbal_wait_s
+        self._first_fix_monotonic_s: float | None = None
         self._counts = {"messages": 0, "positions": 0, "attitudes": 0, "gimbal_updates": 0}
         self._last_message_s: float | None = None
         self._stop = threading.Event()
@@ -354,6 +360,11 @@ class MavlinkPose:
     def pose_at(self, time_s: float) -> CameraPose | None:
         """The camera at `time_s` (time.time() seconds, as frame times are), or None without fresh data."""
         with self._lock:
+            first_fix = self._first_fix_monotonic_s
+            if first_fix is None:
+                return None
+            if not self._history.has_gimbal and time.monotonic() - first_fix < self._gimbal_wait_s:
+                return None  # a gimbal may still speak up: no guessing that the camera is fixed
             return self._history.pose_at(time_s)
 
     def stats(self) -> PoseStats:
@@ -428,6 +439,8 @@ class MavlinkPose:
                 velocity = (msg.vx / 100.0, msg.vy / 100.0, msg.vz / 100.0)
                 history.add_position(received_s, msg.lat / 1e7, msg.lon / 1e7, msg.alt / 1000.0, velocity)
                 self._counts["positions"] += 1
+                if self._first_fix_monotonic_s is None:
+                    self._first_fix_monotonic_s = time.monotonic()
             elif kind == "ATTITUDE" and component == self._autopilot_component:
                 history.add_attitude(received_s, *(math.degrees(a) for a in (msg.roll, msg.pitch, msg.yaw)))
                 self._counts["attitudes"] += 1

@@ -11,6 +11,7 @@ import pytest
 
 from missions.geo import haversine_m
 from sitl.ground import GroundLink
+from sitl.ports import free_port_block
 from sitl.vehicles.model import VehicleConfig
 from sitl.vehicles.telemetry import quaternion
 from vision.camera import CameraPose
@@ -234,6 +235,62 @@ def test_gimbal_pitch_from_the_vehicle_config(sim_fleet):
         pose = wait_for(lambda: reader.pose_at(time.time()), 5.0)
         assert pose is not None and pose.gimbal_pitch_deg == pytest.approx(-45.0, abs=0.01)
     assert fleet.camera_pose(0).gimbal_pitch_deg == -45.0
+
+
+class _Autopilot:
+    """A bare MAVLink sender on loopback: positions and attitudes, and a gimbal when asked."""
+
+    def __init__(self, port: int) -> None:
+        from pymavlink import mavutil
+        from pymavlink.dialects.v20 import common as mavlink2
+
+        self.conn = mavutil.mavlink_connection(f"udpout:127.0.0.1:{port}", source_system=1, source_component=1)
+        self.mav = mavlink2.MAVLink(self.conn, srcSystem=1, srcComponent=1)
+        self.gimbal_pitch_deg: float | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> _Autopilot:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(2.0)
+        self.conn.close()
+
+    def _run(self) -> None:
+        started = time.monotonic()
+        while not self._stop.wait(0.05):
+            boot_ms = int((time.monotonic() - started) * 1000)
+            mav = self.mav
+            mav.global_position_int_send(boot_ms, int(LAT * 1e7), int(LON * 1e7), 50_000, 50_000, 0, 0, 0, 0)
+            mav.attitude_send(boot_ms, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+            if self.gimbal_pitch_deg is not None:
+                q = quaternion(0.0, math.radians(self.gimbal_pitch_deg), 0.0)
+                mav.gimbal_device_attitude_status_send(0, 0, boot_ms, 4 | 8 | 32, q, 0.0, 0.0, 0.0, 0)
+
+
+def test_a_gimbal_heard_late_still_points_the_first_pose():
+    port = free_port_block(1)
+    with MavlinkPose(f"udpin:127.0.0.1:{port}", gimbal_wait_s=3.0) as reader, _Autopilot(port) as autopilot:
+        assert wait_for(lambda: reader.stats().positions >= 5, 5.0), "the reader hears the autopilot"
+        assert reader.pose_at(time.time()) is None, "no pose while a gimbal may still speak up"
+        autopilot.gimbal_pitch_deg = -45.0
+        pose = wait_for(lambda: reader.pose_at(time.time()), 5.0)
+        assert pose is not None and pose.gimbal_stabilized
+        assert pose.gimbal_pitch_deg == pytest.approx(-45.0, abs=0.01)
+
+
+def test_a_camera_without_a_gimbal_is_taken_as_fixed_after_the_wait():
+    port = free_port_block(1)
+    reader = MavlinkPose(f"udpin:127.0.0.1:{port}", gimbal_wait_s=1.0, mount_pitch_deg=-60.0)
+    with reader, _Autopilot(port):
+        assert wait_for(lambda: reader.stats().positions >= 1, 5.0)
+        waited = time.monotonic()
+        pose = wait_for(lambda: reader.pose_at(time.time()), 5.0)
+        assert pose is not None and not pose.gimbal_stabilized and pose.gimbal_pitch_deg == -60.0
+        assert time.monotonic() - waited > 0.5, "the reader waited for a gimbal first"
 
 
 def test_the_vehicle_takes_an_onboard_listener_on_its_own_port(sim_fleet):

@@ -36,6 +36,20 @@ def run_onboard(args: list[str], timeout_s: float = 120.0) -> subprocess.Complet
     )
 
 
+def datagrams_until_exit(child: subprocess.Popen, ground: socket.socket, timeout_s: float) -> list[dict]:
+    """The JSON datagrams the unit sends the ground until it exits (killed after `timeout_s`)."""
+    messages = []
+    deadline = time.monotonic() + timeout_s
+    while child.poll() is None and time.monotonic() < deadline:
+        try:
+            messages.append(json.loads(ground.recv(65536)))
+        except TimeoutError:
+            continue
+    if child.poll() is None:
+        child.kill()
+    return messages
+
+
 def test_onboard_sends_located_detections_and_alerts_without_torch_or_qt(tmp_path):
     site = load_site(SITE)
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as ground, TakReceiver.tcp() as tak:
@@ -50,15 +64,7 @@ def test_onboard_sends_located_detections_and_alerts_without_torch_or_qt(tmp_pat
                  "--cot", f"{tak.url}?format=protobuf"],
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             )  # fmt: skip
-            messages = []
-            deadline = time.monotonic() + 90.0
-            while child.poll() is None and time.monotonic() < deadline:
-                try:
-                    messages.append(json.loads(ground.recv(65536)))
-                except TimeoutError:
-                    continue
-            if child.poll() is None:
-                child.kill()
+            messages = datagrams_until_exit(child, ground, 90.0)
             drone = hover.fleet.vehicles[0].state()
             drone_lat, drone_lon = drone.lat_deg, drone.lon_deg
             out, err = child.communicate(timeout=10)
@@ -132,15 +138,7 @@ def test_onboard_with_ais_names_the_vessels_it_sees_and_never_the_dark_one(tmp_p
             url = f"udp://127.0.0.1:{ais_port}"
             with broadcast_world(hover.cameras, scenario, url, tmp_path / "ais-truth.json", site.frame) as b:
                 truth = b.ground_truth()["vessels"]
-                messages = []
-                deadline = time.monotonic() + 120.0
-                while child.poll() is None and time.monotonic() < deadline:
-                    try:
-                        messages.append(json.loads(ground.recv(65536)))
-                    except TimeoutError:
-                        continue
-            if child.poll() is None:
-                child.kill()
+                messages = datagrams_until_exit(child, ground, 120.0)
             _out, err = child.communicate(timeout=10)
     assert child.returncode == 0, err
     named = {d["mmsi"] for m in messages if m.get("type") == "detections" for d in m["items"] if d.get("mmsi")}

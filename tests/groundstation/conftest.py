@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from sitl.ports import free_port_block
+from sitl.tak import ReceivedCot, TakReceiver
 from sitl.vehicles.fleet import ONBOARD_PORT_OFFSET
 
 BORDERWATCH = Path(sys.executable).with_name("borderwatch")
@@ -45,6 +46,22 @@ class DemoProcess:
                 proc.kill()
                 proc.wait()
         return proc.returncode, out, err, children
+
+
+def cot_sent(stdout: str) -> int:
+    """How many CoT events the demo says it sent to its one destination, in its last lines."""
+    found = re.findall(r"CoT [a-z]+://127\.0\.0\.1:\d+: (\d+) sent", stdout)
+    assert len(found) == 1, f"one CoT summary line, not {len(found)}"
+    return int(found[0])
+
+
+def cot_received(tak: TakReceiver, stdout: str, *, all_of_them: bool = True) -> list[ReceivedCot]:
+    """What the demo sent to ``tak``, once it has all come in: the receiver reads the last of it,
+    its track ends, after the demo has exited. Over UDP a datagram may be lost (``all_of_them=False``)."""
+    sent = cot_sent(stdout)
+    arrived = tak.wait_for(sent, 10.0)
+    assert arrived or not all_of_them, f"{len(tak.received)} of the {sent} CoT events the demo sent arrived"
+    return tak.received
 
 
 def _children(pid: int) -> list[int]:

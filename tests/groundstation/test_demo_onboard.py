@@ -12,6 +12,7 @@ import pytest
 
 from groundstation.runs.reader import read_run
 from sitl.tak import TakReceiver
+from tests.groundstation.conftest import cot_received
 from vision.cot.events import slug
 from vision.evidence_verify import verify
 
@@ -24,11 +25,11 @@ def test_the_onboard_demo_gets_alerts_and_evidence_through_the_broker(demo_proce
     with TakReceiver.udp() as tak:
         demo = demo_process(*SHORT, "--onboard", "--cot", tak.url)
         done = subprocess.run(demo.command, capture_output=True, text=True, timeout=420)
-        cot = tak.received
-    out = done.stdout
-    print(out[-4000:], done.stderr[-2000:])
+        out = done.stdout
+        print(out[-4000:], done.stderr[-2000:])
+        assert done.returncode == 0, done.stderr[-2000:]
+        cot = cot_received(tak, out, all_of_them=False)
 
-    assert done.returncode == 0, done.stderr[-2000:]
     assert "publishing to the broker at mqtts://127.0.0.1:" in out
     # The status lines show each unit's frame rate as its status on the bus says it.
     assert re.search(r"unit-1 [1-9][\d.]* fps \| unit-2 [1-9][\d.]* fps", out)
